@@ -1,0 +1,278 @@
+//! `kiln build`: spec → resolved packages → root tree → squashfs, initramfs, ESP → disk.
+//!
+//! Owns the order of the phases, the lock policy and where outputs go. Every output is
+//! written to a temporary name in the output folder and renamed only when complete.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+use crate::debian::fetch::{FetchItem, Fetcher};
+use crate::debian::{mirror, resolve, source};
+use crate::lock::{self, Lock, LockedPackage};
+use crate::progress::Progress;
+use crate::spec::{self, Spec};
+use crate::{artifacts, disk, initramfs, kconfig, modules, rootfs, squashfs};
+
+pub const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// None: the built-in spec.
+    pub spec: Option<PathBuf>,
+    pub out: PathBuf,
+    pub lock: Option<PathBuf>,
+    pub locked: bool,
+    pub mirror: Option<String>,
+    pub init: Option<PathBuf>,
+    pub cache: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct BuildReport {
+    pub name: String,
+    pub outputs: Vec<(PathBuf, u64, String)>,
+    pub squashfs_bytes: u64,
+    pub root_files: usize,
+    pub packages: usize,
+    pub seconds: f64,
+}
+
+pub fn load_spec(opts: &BuildOptions) -> Result<(Spec, PathBuf)> {
+    match &opts.spec {
+        None => Ok((
+            spec::parse(spec::DEFAULT_SPEC, "built-in spec")?,
+            opts.out.join("kiln.lock"),
+        )),
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("read spec {}", p.display()))?;
+            let s = spec::parse(&text, &p.display().to_string())?;
+            Ok((s, p.with_extension("lock")))
+        }
+    }
+}
+
+fn mirror_for(opts: &BuildOptions, spec: &Spec) -> Result<String> {
+    if let Some(m) = opts.mirror.clone().or_else(|| spec.debian.mirror.clone()) {
+        return Ok(m);
+    }
+    mirror::host_mirror().context(
+        "no Debian mirror: pass --mirror URL, set debian.mirror in the spec, or configure apt sources",
+    )
+}
+
+fn init_bytes(opts: &BuildOptions, spec: &Spec) -> Result<Vec<u8>> {
+    if let Some(p) = &opts.init {
+        return std::fs::read(p).with_context(|| format!("read init {}", p.display()));
+    }
+    let embedded = match spec.arch {
+        spec::Arch::X86_64 => crate::embedded::INIT_X86_64,
+        spec::Arch::Aarch64 => None,
+    };
+    match embedded {
+        Some(b) => Ok(b.to_vec()),
+        None => bail!(
+            "this kiln carries no init for {:?}: pass --init PATH",
+            spec.arch
+        ),
+    }
+}
+
+fn check_out_dir(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("create output folder {}", out.display()))?;
+    let probe = out.join(".kiln-write-test");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("output folder {} is not writable", out.display()))?;
+    let _ = std::fs::remove_file(probe);
+    Ok(())
+}
+
+fn to_lock(spec: &Spec, pkgs: &[crate::debian::packages::Package]) -> Lock {
+    Lock {
+        version: lock::VERSION,
+        suite: spec.debian.suite.clone(),
+        arch: spec.arch.debian().to_string(),
+        packages: pkgs
+            .iter()
+            .map(|p| LockedPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                arch: p.arch.clone(),
+                filename: p.filename.clone(),
+                size: p.size,
+                sha256: p.sha256.clone(),
+            })
+            .collect(),
+        artifacts: vec![],
+    }
+}
+
+/// Resolves the spec's packages against the signed index; with `locked`, demands equality.
+fn resolve_packages(
+    spec: &Spec,
+    fetcher: &Fetcher,
+    lock_path: &Path,
+    locked: bool,
+    p: &Progress,
+) -> Result<Lock> {
+    p.phase("index");
+    let keyring_path = spec
+        .debian
+        .keyring
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_KEYRING));
+    let keyring = std::fs::read(&keyring_path).with_context(|| {
+        format!(
+            "read keyring {} (install debian-archive-keyring or set debian.keyring)",
+            keyring_path.display()
+        )
+    })?;
+    let src = source::load(
+        fetcher,
+        &spec.debian.suite,
+        &spec.debian.components,
+        spec.arch.debian(),
+        &keyring,
+    )?;
+    p.note(&format!(
+        "{} {}, {} packages",
+        src.release.codename,
+        src.release.date,
+        src.packages.len()
+    ));
+    p.phase("resolve");
+    let index = resolve::Index::new(src.packages);
+    let pkgs = resolve::resolve(&index, &spec.debian.packages, &spec.debian.exclude)?;
+    p.note(&format!("{} packages", pkgs.len()));
+    let resolved = to_lock(spec, &pkgs);
+    if locked {
+        let text = std::fs::read_to_string(lock_path)
+            .with_context(|| format!("--locked: read lock file {}", lock_path.display()))?;
+        let l = lock::parse(&text, &lock_path.display().to_string())?;
+        lock::check(&l, &resolved, &lock_path.display().to_string())?;
+    }
+    Ok(resolved)
+}
+
+pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
+    let p = Progress::new(opts.quiet);
+    let (spec, default_lock) = load_spec(opts)?;
+    let lock_path = opts.lock.clone().unwrap_or(default_lock);
+    check_out_dir(&opts.out)?;
+    let init = init_bytes(opts, &spec)?;
+    let mirror = mirror_for(opts, &spec)?;
+    let cache = opts
+        .cache
+        .clone()
+        .unwrap_or_else(Fetcher::default_cache_dir);
+    let fetcher = Fetcher::new(&mirror, cache.clone());
+    let mut lock = resolve_packages(&spec, &fetcher, &lock_path, opts.locked, &p)?;
+
+    p.phase("download");
+    let items: Vec<FetchItem> = lock
+        .packages
+        .iter()
+        .map(|l| FetchItem {
+            rel: l.filename.clone(),
+            size: l.size,
+            sha256: l.sha256.clone(),
+        })
+        .collect();
+    let total: u64 = items.iter().map(|i| i.size).sum();
+    let files = fetcher.fetch_all(&items, 4, &|n, done, all| p.bytes("download", n, done, all))?;
+    p.note(&format!("{} files, {} MiB", files.len(), total >> 20));
+
+    p.phase("extract");
+    let named: Vec<(String, PathBuf)> = lock
+        .packages
+        .iter()
+        .map(|l| l.name.clone())
+        .zip(files)
+        .collect();
+    let mut tree = rootfs::from_packages(&named, 2)?;
+    let kernel = modules::Kernel::find(&tree)?;
+    let release = kernel.release.clone();
+    let kernel_image = take_file(&tree, &format!("boot/vmlinuz-{release}"))?;
+    let config = take_file(&tree, &format!("boot/config-{release}"))?;
+    kconfig::check(&String::from_utf8_lossy(&config), spec.arch, &release)?;
+    p.note(&format!("{} entries, kernel {release}", tree.len()));
+
+    p.phase("initramfs");
+    let initrd = initramfs::build(&kernel, spec.arch, &init)?;
+    p.note(&format!(
+        "{} modules, {} KiB",
+        initrd.modules.len(),
+        initrd.bytes.len() >> 10
+    ));
+    let loader = take_file(&tree, crate::esp::loader_path(spec.arch).0)?;
+
+    p.phase("root");
+    tree.remove_prefix(&format!("boot/vmlinuz-{release}"));
+    rootfs::drop_modules(&mut tree, &release, &spec.debian.drop_modules);
+    rootfs::ca_bundle(&mut tree)?;
+    let search = overlay_search(opts);
+    rootfs::apply_overlays(&mut tree, &spec.overlays, &search)?;
+    lock.artifacts = artifacts::add(&spec.artifacts, &mut tree, &fetcher, &cache)?;
+    tree.add_file("usr/sbin/init", 0o755, init)?;
+
+    p.phase("squashfs");
+    let mut sq = std::io::Cursor::new(Vec::new());
+    squashfs::write(&tree, &mut sq)?;
+    let sq = sq.into_inner();
+    p.note(&format!("{} MiB", sq.len() >> 20));
+
+    p.phase("disk");
+    let entry_text = crate::esp::entry(
+        &spec.name,
+        &release,
+        &crate::esp::cmdline(spec.arch, 'a', &spec.cmdline),
+        'a',
+    );
+    let esp = crate::esp::plan(loader, spec.arch, entry_text, kernel_image, initrd.bytes);
+    let outputs = disk::write_outputs(&spec, &opts.out, esp, &sq)?;
+    p.finish_phase();
+
+    write_atomic(&lock_path, lock::render(&lock).as_bytes())?;
+    Ok(BuildReport {
+        name: spec.name.clone(),
+        outputs,
+        squashfs_bytes: sq.len() as u64,
+        root_files: tree.len(),
+        packages: lock.packages.len(),
+        seconds: p.elapsed().as_secs_f64(),
+    })
+}
+
+fn overlay_search(opts: &BuildOptions) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(dir) = opts.spec.as_ref().and_then(|s| s.parent()) {
+        v.push(dir.join("overlays"));
+    }
+    v.push(PathBuf::from("overlays"));
+    v
+}
+
+fn take_file(tree: &crate::tree::Tree, path: &str) -> Result<Vec<u8>> {
+    match tree.get(path).map(|e| &e.node) {
+        Some(crate::tree::Node::File(d)) => Ok(d.to_vec()),
+        _ => bail!("{path} not found in the packages (is the right package listed?)"),
+    }
+}
+
+/// Writes `data` to a temporary file beside `path` and renames it into place.
+pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    let tmp = tmp_path(path);
+    std::fs::write(&tmp, data).with_context(|| format!("write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))
+}
+
+pub fn tmp_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}

@@ -1,0 +1,321 @@
+//! The image spec: a TOML document naming what goes into an image and how it is laid out.
+//!
+//! Owns parsing and validation only (parse, then validate; nothing here touches the network
+//! or the disk). Errors carry the line and column of the offending TOML.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use crate::size::Size;
+
+/// The built-in node image, embedded in the binary.
+pub const DEFAULT_SPEC: &str = include_str!("../default-spec.toml");
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SpecError {
+    #[error("{origin}:{line}:{column}: {message}")]
+    Syntax {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{origin}: {message}")]
+    Invalid { origin: String, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    /// The Debian architecture name.
+    pub fn debian(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    Raw,
+    Qcow2,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    pub name: String,
+    #[serde(default = "default_arch")]
+    pub arch: Arch,
+    /// Extra kernel command line, appended after Kiln's own arguments.
+    #[serde(default)]
+    pub cmdline: String,
+    #[serde(default = "default_formats")]
+    pub formats: Vec<Format>,
+    /// Folders under `overlays/` copied over the root, in order.
+    #[serde(default)]
+    pub overlays: Vec<String>,
+    pub debian: Debian,
+    #[serde(default, rename = "artifact")]
+    pub artifacts: Vec<Artifact>,
+    #[serde(default)]
+    pub disk: Disk,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Debian {
+    #[serde(default = "default_suite")]
+    pub suite: String,
+    #[serde(default = "default_components")]
+    pub components: Vec<String>,
+    pub mirror: Option<String>,
+    pub keyring: Option<PathBuf>,
+    pub packages: Vec<String>,
+    /// Packages an appliance never needs: dependencies on them count as satisfied.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Kernel modules kept in the root (path prefixes under `kernel/`); empty keeps all.
+    #[serde(default)]
+    pub drop_modules: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// Destination inside the root filesystem, absolute.
+    pub dest: String,
+    pub url: Option<String>,
+    pub path: Option<PathBuf>,
+    pub sha256: String,
+    #[serde(default = "default_mode")]
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Disk {
+    #[serde(default = "default_disk_size")]
+    pub size: Size,
+    #[serde(default = "default_esp_size")]
+    pub esp_size: Size,
+    #[serde(default = "default_root_size")]
+    pub root_size: Size,
+}
+
+impl Default for Disk {
+    fn default() -> Self {
+        Disk {
+            size: default_disk_size(),
+            esp_size: default_esp_size(),
+            root_size: default_root_size(),
+        }
+    }
+}
+
+fn default_arch() -> Arch {
+    Arch::X86_64
+}
+fn default_formats() -> Vec<Format> {
+    vec![Format::Raw, Format::Qcow2]
+}
+fn default_suite() -> String {
+    "trixie".into()
+}
+fn default_components() -> Vec<String> {
+    vec!["main".into()]
+}
+fn default_mode() -> String {
+    "0644".into()
+}
+fn default_disk_size() -> Size {
+    Size(2 << 30)
+}
+fn default_esp_size() -> Size {
+    Size(128 << 20)
+}
+fn default_root_size() -> Size {
+    Size(768 << 20)
+}
+
+/// Parses and validates a spec; `origin` names the source in errors (a path or "built-in").
+pub fn parse(text: &str, origin: &str) -> Result<Spec, SpecError> {
+    let spec: Spec = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
+        SpecError::Syntax {
+            origin: origin.to_string(),
+            line,
+            column,
+            message: e.message().trim().to_string(),
+        }
+    })?;
+    validate(&spec).map_err(|message| SpecError::Invalid {
+        origin: origin.to_string(),
+        message,
+    })?;
+    Ok(spec)
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+fn validate(spec: &Spec) -> Result<(), String> {
+    let name_ok = !spec.name.is_empty()
+        && spec
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !name_ok {
+        return Err(format!(
+            "name {:?}: use letters, digits, '-', '_' or '.'",
+            spec.name
+        ));
+    }
+    if spec.debian.packages.is_empty() {
+        return Err("debian.packages is empty".into());
+    }
+    if spec.formats.is_empty() {
+        return Err("formats is empty".into());
+    }
+    for a in &spec.artifacts {
+        validate_artifact(a)?;
+    }
+    for o in &spec.overlays {
+        if o.is_empty() || o.contains('/') || o.starts_with('.') {
+            return Err(format!(
+                "overlay {o:?}: must be a folder name under overlays/"
+            ));
+        }
+    }
+    let d = &spec.disk;
+    let fixed = d.esp_size.0 + 2 * d.root_size.0 + crate::gpt::STATE_MIN + crate::gpt::OVERHEAD;
+    if d.size.0 < fixed {
+        return Err(format!(
+            "disk.size {} is smaller than ESP + 2 roots + state ({})",
+            d.size,
+            Size(fixed)
+        ));
+    }
+    Ok(())
+}
+
+fn validate_artifact(a: &Artifact) -> Result<(), String> {
+    if !a.dest.starts_with('/') || a.dest.ends_with('/') || a.dest.contains("/../") {
+        return Err(format!(
+            "artifact dest {:?}: must be an absolute file path",
+            a.dest
+        ));
+    }
+    if a.url.is_some() == a.path.is_some() {
+        return Err(format!(
+            "artifact {}: give exactly one of url or path",
+            a.dest
+        ));
+    }
+    if a.sha256.len() != 64 || !a.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!("artifact {}: sha256 must be 64 hex digits", a.dest));
+    }
+    if u32::from_str_radix(&a.mode, 8).map_or(true, |m| m > 0o7777) {
+        return Err(format!(
+            "artifact {}: mode {:?} is not octal",
+            a.dest, a.mode
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const MIN: &str = "name = \"n\"\n[debian]\npackages = [\"busybox\"]\n";
+
+    #[test]
+    fn default_spec_parses() {
+        let s = parse(DEFAULT_SPEC, "built-in").unwrap();
+        assert_eq!(s.arch, Arch::X86_64);
+        assert_eq!(s.debian.suite, "trixie");
+        assert!(s.debian.packages.iter().any(|p| p == "containerd"));
+    }
+
+    #[test]
+    fn minimal_defaults() {
+        let s = parse(MIN, "t").unwrap();
+        assert_eq!(s.formats, vec![Format::Raw, Format::Qcow2]);
+        assert_eq!(s.debian.components, vec!["main".to_string()]);
+        assert_eq!(s.disk.esp_size.0, 128 << 20);
+    }
+
+    #[test]
+    fn bad_inputs() {
+        let cases: &[(&str, SpecError)] = &[
+            (
+                "name = \"n\"\nbogus = 1\n[debian]\npackages = [\"a\"]\n",
+                SpecError::Syntax {
+                    origin: "t".into(),
+                    line: 2,
+                    column: 1,
+                    message: "unknown field `bogus`, expected one of `name`, `arch`, `cmdline`, `formats`, `overlays`, `debian`, `artifact`, `disk`".into(),
+                },
+            ),
+            (
+                "name = \"n\"\n[debian]\npackages = []\n",
+                SpecError::Invalid { origin: "t".into(), message: "debian.packages is empty".into() },
+            ),
+            (
+                "name = \"a b\"\n[debian]\npackages = [\"a\"]\n",
+                SpecError::Invalid {
+                    origin: "t".into(),
+                    message: "name \"a b\": use letters, digits, '-', '_' or '.'".into(),
+                },
+            ),
+            (
+                "name = \"n\"\n[debian]\npackages = [\"a\"]\n[disk]\nsize = \"100MiB\"\n",
+                SpecError::Invalid {
+                    origin: "t".into(),
+                    message: "disk.size 100MiB is smaller than ESP + 2 roots + state (1729MiB)".into(),
+                },
+            ),
+            (
+                "name = \"n\"\n[debian]\npackages = [\"a\"]\n[[artifact]]\ndest = \"/x\"\npath = \"y\"\nsha256 = \"00\"\n",
+                SpecError::Invalid {
+                    origin: "t".into(),
+                    message: "artifact /x: sha256 must be 64 hex digits".into(),
+                },
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(&parse(text, "t").unwrap_err(), want, "input: {text}");
+        }
+    }
+
+    #[test]
+    fn bad_size_has_position() {
+        let text = "name = \"n\"\n[debian]\npackages = [\"a\"]\n[disk]\nsize = \"12XB\"\n";
+        match parse(text, "t").unwrap_err() {
+            SpecError::Syntax {
+                line,
+                column,
+                message,
+                ..
+            } => {
+                assert_eq!((line, column), (5, 8));
+                assert!(message.contains("12XB"), "{message}");
+            }
+            e => panic!("unexpected {e:?}"),
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! Kernel command line: the `kiln.*` keys that tell stage 1 where its root is.
+//!
+//! Owns parsing only (`parse(&str)`); reading /proc/cmdline is the caller's job. Keys that
+//! are not Kiln's are ignored, as are Kiln keys this version does not know.
+
+/// Errors found in the `kiln.*` keys.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CmdlineError {
+    #[error("kiln.slot={0:?} is not `a` or `b`")]
+    InvalidSlot(String),
+    #[error("kiln.root={0:?} is not PARTLABEL=<name>")]
+    UnsupportedRoot(String),
+    #[error("no root given: neither kiln.slot nor kiln.root is set")]
+    MissingRoot,
+}
+
+/// The A/B root slot booted by the loader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    A,
+    B,
+}
+
+impl Slot {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slot::A => "a",
+            Slot::B => "b",
+        }
+    }
+
+    /// GPT partition name of this slot's root, as the imager writes it.
+    pub fn partname(self) -> &'static str {
+        match self {
+            Slot::A => "KILN-ROOT-A",
+            Slot::B => "KILN-ROOT-B",
+        }
+    }
+}
+
+/// What stage 1 and 2 read from the kernel command line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KernelArgs {
+    pub slot: Option<Slot>,
+    /// GPT partition name from `kiln.root=PARTLABEL=<name>`.
+    pub root_partlabel: Option<String>,
+    pub debug: bool,
+}
+
+impl KernelArgs {
+    /// Partition name of the root: the `kiln.root` override wins over the slot.
+    pub fn root_partname(&self) -> Result<&str, CmdlineError> {
+        match (&self.root_partlabel, self.slot) {
+            (Some(label), _) => Ok(label),
+            (None, Some(slot)) => Ok(slot.partname()),
+            (None, None) => Err(CmdlineError::MissingRoot),
+        }
+    }
+
+    /// Slot for events: `a`, `b`, or `none` when only `kiln.root` is given.
+    pub fn slot_name(&self) -> &'static str {
+        self.slot.map_or("none", Slot::as_str)
+    }
+}
+
+/// Parses a kernel command line. A repeated key keeps its last value, like the kernel.
+pub fn parse(cmdline: &str) -> Result<KernelArgs, CmdlineError> {
+    let mut args = KernelArgs::default();
+    for word in split(cmdline) {
+        let (key, value) = match word.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (word.as_str(), None),
+        };
+        match key {
+            "kiln.slot" => args.slot = Some(parse_slot(value.unwrap_or(""))?),
+            "kiln.root" => args.root_partlabel = Some(parse_root(value.unwrap_or(""))?),
+            "kiln.debug" => args.debug = !matches!(value, Some("0" | "no" | "false" | "off")),
+            _ => {}
+        }
+    }
+    Ok(args)
+}
+
+fn parse_slot(value: &str) -> Result<Slot, CmdlineError> {
+    match value {
+        "a" => Ok(Slot::A),
+        "b" => Ok(Slot::B),
+        other => Err(CmdlineError::InvalidSlot(other.to_string())),
+    }
+}
+
+fn parse_root(value: &str) -> Result<String, CmdlineError> {
+    match value.strip_prefix("PARTLABEL=") {
+        Some(name) if !name.is_empty() => Ok(name.to_string()),
+        _ => Err(CmdlineError::UnsupportedRoot(value.to_string())),
+    }
+}
+
+/// Splits on whitespace outside double quotes and drops the quotes, like the kernel.
+fn split(cmdline: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    for c in cmdline.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            c if c.is_whitespace() && !quoted => {
+                if !current.is_empty() {
+                    words.push(std::mem::take(&mut current));
+                }
+            }
+            c => current.push(c),
+        }
+    }
+    if !current.is_empty() {
+        words.push(current);
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn args(slot: Option<Slot>, root: Option<&str>, debug: bool) -> KernelArgs {
+        KernelArgs {
+            slot,
+            root_partlabel: root.map(str::to_string),
+            debug,
+        }
+    }
+
+    #[test]
+    fn parses_good_command_lines() {
+        let cases: &[(&str, KernelArgs)] = &[
+            ("kiln.slot=a", args(Some(Slot::A), None, false)),
+            ("kiln.slot=b\n", args(Some(Slot::B), None, false)),
+            (
+                "BOOT_IMAGE=/vmlinuz console=ttyS0 kiln.slot=a quiet",
+                args(Some(Slot::A), None, false),
+            ),
+            (
+                "kiln.slot=a kiln.root=PARTLABEL=MY-ROOT",
+                args(Some(Slot::A), Some("MY-ROOT"), false),
+            ),
+            (
+                "kiln.root=\"PARTLABEL=ROOT WITH SPACE\"",
+                args(None, Some("ROOT WITH SPACE"), false),
+            ),
+            ("kiln.slot=a kiln.debug", args(Some(Slot::A), None, true)),
+            ("kiln.debug=1 kiln.slot=b", args(Some(Slot::B), None, true)),
+            ("kiln.debug=0", args(None, None, false)),
+            ("kiln.slot=a kiln.slot=b", args(Some(Slot::B), None, false)),
+            (
+                "kiln.unknown=x kiln.slotx=c kilnslot=c",
+                args(None, None, false),
+            ),
+            ("", args(None, None, false)),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse(line).as_ref(), Ok(want), "cmdline {line:?}");
+        }
+    }
+
+    #[test]
+    fn rejects_bad_kiln_keys() {
+        let cases: &[(&str, CmdlineError)] = &[
+            ("kiln.slot=c", CmdlineError::InvalidSlot("c".into())),
+            ("kiln.slot=A", CmdlineError::InvalidSlot("A".into())),
+            ("kiln.slot", CmdlineError::InvalidSlot(String::new())),
+            ("kiln.slot=", CmdlineError::InvalidSlot(String::new())),
+            (
+                "kiln.root=/dev/vda2",
+                CmdlineError::UnsupportedRoot("/dev/vda2".into()),
+            ),
+            (
+                "kiln.root=PARTLABEL=",
+                CmdlineError::UnsupportedRoot("PARTLABEL=".into()),
+            ),
+            (
+                "kiln.root=http://x/root.sqfs",
+                CmdlineError::UnsupportedRoot("http://x/root.sqfs".into()),
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse(line).as_ref(), Err(want), "cmdline {line:?}");
+        }
+    }
+
+    #[test]
+    fn root_partname_prefers_override_and_requires_one() {
+        let cases: &[(&str, Result<&str, CmdlineError>)] = &[
+            ("kiln.slot=a", Ok("KILN-ROOT-A")),
+            ("kiln.slot=b", Ok("KILN-ROOT-B")),
+            ("kiln.slot=b kiln.root=PARTLABEL=X", Ok("X")),
+            ("kiln.root=PARTLABEL=X", Ok("X")),
+            ("console=ttyS0", Err(CmdlineError::MissingRoot)),
+        ];
+        for (line, want) in cases {
+            let parsed = parse(line).unwrap();
+            assert_eq!(parsed.root_partname(), want.clone(), "cmdline {line:?}");
+        }
+    }
+
+    #[test]
+    fn slot_name_for_events() {
+        assert_eq!(parse("kiln.slot=a").unwrap().slot_name(), "a");
+        assert_eq!(parse("kiln.root=PARTLABEL=X").unwrap().slot_name(), "none");
+    }
+}

@@ -1,0 +1,228 @@
+//! Structured boot events and their JSON-lines encoding (the contract read by qemu-tests
+//! and `kiln dev`).
+//!
+//! Owns the event names, their fields and the encoder: one object per line, keys `ts`
+//! (seconds since boot, CLOCK_BOOTTIME, 3 decimals) and `event` first, then the event's
+//! fields in declaration order. It does not write anywhere (report.rs does).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// A field value: JSON string or number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Str(String),
+    Uint(u64),
+    /// Rendered as seconds with exactly three decimals, like `ts`.
+    Seconds(Duration),
+}
+
+/// One event: a name and ordered fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub name: &'static str,
+    pub fields: Vec<(&'static str, Value)>,
+}
+
+impl Event {
+    fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            fields: Vec::new(),
+        }
+    }
+
+    fn str(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.fields.push((key, Value::Str(value.into())));
+        self
+    }
+
+    fn uint(mut self, key: &'static str, value: u64) -> Self {
+        self.fields.push((key, Value::Uint(value)));
+        self
+    }
+}
+
+/// `stage1` {kernel, slot}: stage 1 started (slot is `a`, `b` or `none`).
+pub fn stage1(kernel: &str, slot: &str) -> Event {
+    Event::new("stage1").str("kernel", kernel).str("slot", slot)
+}
+
+/// `modules` {loaded, failed}: modules.load processed.
+pub fn modules(loaded: usize, failed: usize) -> Event {
+    Event::new("modules")
+        .uint("loaded", loaded as u64)
+        .uint("failed", failed as u64)
+}
+
+/// `module_failed` {module, error}: one module did not load (not fatal).
+pub fn module_failed(module: &str, error: &str) -> Event {
+    Event::new("module_failed")
+        .str("module", module)
+        .str("error", error)
+}
+
+/// `root_mounted` {device, partname, fstype}.
+pub fn root_mounted(device: &str, partname: &str, fstype: &str) -> Event {
+    Event::new("root_mounted")
+        .str("device", device)
+        .str("partname", partname)
+        .str("fstype", fstype)
+}
+
+/// `stage2` {}: stage 2 started.
+pub fn stage2() -> Event {
+    Event::new("stage2")
+}
+
+/// `ready` {boot_seconds}: stage 2 is up and serving signals.
+pub fn ready(boot: Duration) -> Event {
+    let mut event = Event::new("ready");
+    event.fields.push(("boot_seconds", Value::Seconds(boot)));
+    event
+}
+
+/// `shutdown` {action}: `poweroff` or `reboot`.
+pub fn shutdown(action: &str) -> Event {
+    Event::new("shutdown").str("action", action)
+}
+
+/// `fatal` {error, stage}: the whole error chain; stage is the number 1 or 2.
+pub fn fatal(error: &str, stage: u8) -> Event {
+    Event::new("fatal")
+        .str("error", error)
+        .uint("stage", u64::from(stage))
+}
+
+/// Encodes `event` as one JSON object (no trailing newline).
+pub fn encode(event: &Event, ts: Duration) -> String {
+    let mut out = String::with_capacity(64);
+    out.push_str("{\"ts\":");
+    push_seconds(&mut out, ts);
+    out.push_str(",\"event\":");
+    push_string(&mut out, event.name);
+    for (key, value) in &event.fields {
+        out.push(',');
+        push_string(&mut out, key);
+        out.push(':');
+        match value {
+            Value::Str(s) => push_string(&mut out, s),
+            Value::Uint(n) => {
+                let _ = write!(out, "{n}");
+            }
+            Value::Seconds(d) => push_seconds(&mut out, *d),
+        }
+    }
+    out.push('}');
+    out
+}
+
+fn push_seconds(out: &mut String, d: Duration) {
+    let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
+}
+
+/// JSON string with RFC 8259 escaping; non-ASCII is emitted as UTF-8.
+fn push_string(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            c if u32::from(c) < 0x20 || c == '\u{7f}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(millis: u64) -> Duration {
+        Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn encodes_each_contract_event() {
+        let cases: Vec<(Event, Duration, &str)> = vec![
+            (
+                stage1("6.12.57+deb13-amd64", "a"),
+                Duration::new(1, 234_567_891),
+                r#"{"ts":1.234,"event":"stage1","kernel":"6.12.57+deb13-amd64","slot":"a"}"#,
+            ),
+            (
+                modules(7, 1),
+                ms(5),
+                r#"{"ts":0.005,"event":"modules","loaded":7,"failed":1}"#,
+            ),
+            (
+                module_failed(
+                    "/lib/m/x.ko",
+                    "finit_module: Exec format error (os error 8)",
+                ),
+                ms(10_000),
+                r#"{"ts":10.000,"event":"module_failed","module":"/lib/m/x.ko","error":"finit_module: Exec format error (os error 8)"}"#,
+            ),
+            (
+                root_mounted("/dev/vda2", "KILN-ROOT-A", "squashfs"),
+                ms(2_050),
+                r#"{"ts":2.050,"event":"root_mounted","device":"/dev/vda2","partname":"KILN-ROOT-A","fstype":"squashfs"}"#,
+            ),
+            (stage2(), ms(0), r#"{"ts":0.000,"event":"stage2"}"#),
+            (
+                ready(Duration::new(3, 999_999_999)),
+                ms(3_999),
+                r#"{"ts":3.999,"event":"ready","boot_seconds":3.999}"#,
+            ),
+            (
+                shutdown("poweroff"),
+                ms(61_001),
+                r#"{"ts":61.001,"event":"shutdown","action":"poweroff"}"#,
+            ),
+            (
+                fatal("find root partition: no partition", 1),
+                ms(30_100),
+                r#"{"ts":30.100,"event":"fatal","error":"find root partition: no partition","stage":1}"#,
+            ),
+        ];
+        for (event, ts, want) in cases {
+            assert_eq!(encode(&event, ts), want);
+        }
+    }
+
+    #[test]
+    fn escapes_strings() {
+        let cases = [
+            ("plain", r#""plain""#),
+            ("say \"hi\"", r#""say \"hi\"""#),
+            ("C:\\path", r#""C:\\path""#),
+            ("a\nb\rc\td", r#""a\nb\rc\td""#),
+            ("\u{8}\u{c}", r#""\b\f""#),
+            ("\u{0}\u{1f}\u{7f}", r#""\u0000\u001f\u007f""#),
+            ("/ünïcode ✓", "\"/ünïcode ✓\""),
+        ];
+        for (raw, want) in cases {
+            let mut out = String::new();
+            push_string(&mut out, raw);
+            assert_eq!(out, want, "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn escaped_field_keeps_the_line_single() {
+        let line = encode(&module_failed("x\ny", "e\"\\"), ms(1));
+        assert!(!line.contains('\n'));
+        assert_eq!(
+            line,
+            r#"{"ts":0.001,"event":"module_failed","module":"x\ny","error":"e\"\\"}"#
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! Stage 2, PID 1 of the real root: block signals, finish the mounts (cgroup2 and anything
+//! stage 1 did not do), hostname, then `ready` and the supervise loop.
+//!
+//! Owns the order of those steps and the `stage2` and `ready` events. No services yet.
+
+use std::convert::Infallible;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::cmdline;
+use crate::events;
+use crate::mounts::{self, MountError, SysMounter};
+use crate::report::Reporter;
+use crate::supervise;
+use crate::sys::{self, SignalFd};
+
+/// Hostname set when the kernel has none.
+pub const DEFAULT_HOSTNAME: &str = "kiln";
+
+/// Errors of stage 2; each names the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Stage2Error {
+    #[error("block signals and open signalfd")]
+    Signals(#[source] io::Error),
+    #[error("mount filesystems")]
+    Mounts(#[source] MountError),
+    #[error("set hostname via {0}")]
+    Hostname(PathBuf, #[source] io::Error),
+}
+
+/// Sets the hostname (through `proc_root`/sys/kernel/hostname) to `default` when it is
+/// empty or the kernel's `(none)`; returns whether it was set.
+pub fn ensure_hostname(proc_root: &Path, default: &str) -> Result<bool, Stage2Error> {
+    let path = proc_root.join("sys/kernel/hostname");
+    let current =
+        std::fs::read_to_string(&path).map_err(|e| Stage2Error::Hostname(path.clone(), e))?;
+    let current = current.trim();
+    if !current.is_empty() && current != "(none)" {
+        return Ok(false);
+    }
+    std::fs::write(&path, default).map_err(|e| Stage2Error::Hostname(path, e))?;
+    Ok(true)
+}
+
+/// Runs stage 2; never returns on success.
+pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage2Error> {
+    // Before anything else, so that no shutdown request is lost while we boot.
+    let signals = SignalFd::new(&supervise::SIGNALS).map_err(Stage2Error::Signals)?;
+    supervise::disable_ctrl_alt_del(reporter);
+    let mut table = mounts::early_mounts();
+    table.extend(mounts::writable_mounts(Path::new("/")));
+    table.extend(mounts::stage2_mounts());
+    let applied = mounts::apply(&mut SysMounter, &table).map_err(Stage2Error::Mounts)?;
+
+    // Stage 1 already validated the command line; here it only controls verbosity.
+    let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    reporter.set_debug(cmdline::parse(&cmdline).is_ok_and(|a| a.debug));
+    reporter.open_port();
+    reporter.info("stage 2");
+    reporter.event(&events::stage2());
+    for entry in &applied {
+        reporter.debug(&entry.to_string());
+    }
+
+    if ensure_hostname(Path::new("/proc"), DEFAULT_HOSTNAME)? {
+        reporter.info(&format!("hostname set to {DEFAULT_HOSTNAME}"));
+    }
+    let boot = sys::boottime();
+    reporter.info(&format!("ready after {:.3} s", boot.as_secs_f64()));
+    reporter.event(&events::ready(boot));
+    supervise::serve(reporter, Some(signals))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::testutil::TempDir;
+
+    #[test]
+    fn sets_hostname_only_when_unset() {
+        let cases = [
+            ("(none)\n", true, "kiln"),
+            ("\n", true, "kiln"),
+            ("node-1\n", false, "node-1\n"),
+        ];
+        for (before, want_set, after) in cases {
+            let tmp = TempDir::new("hostname");
+            let file = tmp.write("sys/kernel/hostname", before);
+            assert_eq!(
+                ensure_hostname(tmp.path(), "kiln").unwrap(),
+                want_set,
+                "{before:?}"
+            );
+            assert_eq!(std::fs::read_to_string(file).unwrap(), after);
+        }
+    }
+
+    #[test]
+    fn unreadable_hostname_names_the_file() {
+        let tmp = TempDir::new("hostname-missing");
+        let got = ensure_hostname(tmp.path(), "kiln");
+        assert!(matches!(got, Err(Stage2Error::Hostname(..))), "{got:?}");
+    }
+}
