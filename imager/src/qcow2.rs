@@ -5,7 +5,8 @@
 //! data cluster of the raw image in guest order, the L2 tables, the L1 table, the refcount
 //! table and the refcount blocks. It reads the raw image and writes `out`; nothing else.
 //!
-//! Holes are found by reading and testing clusters for zero (std has no `SEEK_DATA`).
+//! Holes are skipped with `SEEK_DATA`/`SEEK_HOLE`; clusters inside data extents are still
+//! read and dropped when all zero.
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -75,14 +76,12 @@ pub fn write_qcow2(raw: &Path, out: &Path) -> Result<Qcow2Stats, Qcow2Error> {
     let virtual_size = src
         .seek(SeekFrom::End(0))
         .map_err(|e| read_err(raw, 0, e))?;
-    if virtual_size % 512 != 0 {
+    if !virtual_size.is_multiple_of(512) {
         return Err(Qcow2Error::UnalignedSize {
             path: raw.to_owned(),
             size: virtual_size,
         });
     }
-    src.seek(SeekFrom::Start(0))
-        .map_err(|e| read_err(raw, 0, e))?;
     let file = File::create(out).map_err(|e| Qcow2Error::Create(out.to_owned(), e))?;
     let werr = |e| Qcow2Error::Write(out.to_owned(), e);
     let mut dst = BufWriter::with_capacity(SCAN_CHUNK, file);
@@ -96,7 +95,6 @@ pub fn write_qcow2(raw: &Path, out: &Path) -> Result<Qcow2Stats, Qcow2Error> {
     let file = dst.into_inner().map_err(|e| werr(e.into_error()))?;
     let file_size = layout.total_clusters * CLUSTER;
     file.set_len(file_size).map_err(werr)?;
-    file.sync_all().map_err(werr)?;
     Ok(Qcow2Stats {
         virtual_size,
         data_clusters: guest.len() as u64,
@@ -117,26 +115,64 @@ enum CopyError {
     Write(std::io::Error),
 }
 
+/// Byte ranges of `src` below `size` that may hold data, ascending and disjoint, found
+/// with `SEEK_DATA`/`SEEK_HOLE`; the whole file if the filesystem cannot tell.
+fn data_extents(src: &File, size: u64) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < size {
+        let start = match seek(src, pos, libc::SEEK_DATA) {
+            Ok(start) => start,
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => break, // only a hole is left
+            Err(_) => return vec![(0, size)],
+        };
+        let end = seek(src, start, libc::SEEK_HOLE).unwrap_or(size).min(size);
+        if start >= end {
+            break;
+        }
+        out.push((start, end));
+        pos = end;
+    }
+    out
+}
+
+/// `lseek(2)` on `file`; moves its position, so callers seek again before reading.
+#[allow(unsafe_code)]
+fn seek(file: &File, pos: u64, whence: i32) -> std::io::Result<u64> {
+    use std::os::fd::AsRawFd;
+    let off = libc::off_t::try_from(pos).map_err(std::io::Error::other)?;
+    // SAFETY: lseek only reads the descriptor number, which `file` keeps open for the call.
+    let r = unsafe { libc::lseek(file.as_raw_fd(), off, whence) };
+    u64::try_from(r).map_err(|_| std::io::Error::last_os_error())
+}
+
 /// Streams the non-zero clusters of `src` to `dst` (positioned at host cluster 1) and
 /// returns their guest cluster indices in ascending order; host cluster = 1 + position.
 fn copy_data<W: Write>(src: &mut File, size: u64, dst: &mut W) -> Result<Vec<u64>, CopyError> {
     let mut guest = Vec::new();
     let mut buf = vec![0u8; SCAN_CHUNK];
-    let mut pos = 0u64;
-    while pos < size {
-        let want = (size - pos).min(SCAN_CHUNK as u64) as usize;
-        let chunk = &mut buf[..want];
-        src.read_exact(chunk).map_err(|e| CopyError::Read(pos, e))?;
-        for (i, cluster) in chunk.chunks(CLUSTER as usize).enumerate() {
-            if is_zero(cluster) {
-                continue;
+    let mut done = 0u64;
+    for (start, end) in data_extents(src, size) {
+        let mut pos = (start / CLUSTER * CLUSTER).max(done);
+        let end = end.next_multiple_of(CLUSTER).min(size);
+        src.seek(SeekFrom::Start(pos))
+            .map_err(|e| CopyError::Read(pos, e))?;
+        while pos < end {
+            let want = (end - pos).min(SCAN_CHUNK as u64) as usize;
+            let chunk = &mut buf[..want];
+            src.read_exact(chunk).map_err(|e| CopyError::Read(pos, e))?;
+            for (i, cluster) in chunk.chunks(CLUSTER as usize).enumerate() {
+                if is_zero(cluster) {
+                    continue;
+                }
+                guest.push(pos / CLUSTER + i as u64);
+                dst.write_all(cluster).map_err(CopyError::Write)?;
+                let tail = CLUSTER as usize - cluster.len();
+                dst.write_all(&vec![0; tail]).map_err(CopyError::Write)?;
             }
-            guest.push(pos / CLUSTER + i as u64);
-            dst.write_all(cluster).map_err(CopyError::Write)?;
-            let tail = CLUSTER as usize - cluster.len();
-            dst.write_all(&vec![0; tail]).map_err(CopyError::Write)?;
+            pos += want as u64;
         }
-        pos += want as u64;
+        done = done.max(end);
     }
     Ok(guest)
 }
@@ -160,7 +196,7 @@ impl Layout {
             }
         }
         let l1_at = next;
-        let l1_clusters = (l1_entries * 8).div_ceil(CLUSTER).max(1);
+        let l1_clusters = (l1_entries * 8).div_ceil(CLUSTER);
         next += l1_clusters;
         // Refcount table and blocks must also cover themselves: iterate to a fixed point.
         let (mut rt_clusters, mut rb_count) = (1, 1);
@@ -204,7 +240,7 @@ fn write_metadata<W: Write + Seek>(
         let mut l2 = vec![0u8; CLUSTER as usize];
         for &g in &rest[..n] {
             let slot = (g % L2_ENTRIES) as usize * 8;
-            l2[slot..slot + 8].copy_from_slice(&(COPIED | data_host * CLUSTER).to_be_bytes());
+            l2[slot..slot + 8].copy_from_slice(&(COPIED | (data_host * CLUSTER)).to_be_bytes());
             data_host += 1;
         }
         dst.write_all(&l2)?;
@@ -213,7 +249,7 @@ fn write_metadata<W: Write + Seek>(
     let mut l1 = vec![0u8; (layout.l1_clusters * CLUSTER) as usize];
     for &(table, host) in &layout.l2 {
         let slot = table as usize * 8;
-        l1[slot..slot + 8].copy_from_slice(&(COPIED | host * CLUSTER).to_be_bytes());
+        l1[slot..slot + 8].copy_from_slice(&(COPIED | (host * CLUSTER)).to_be_bytes());
     }
     dst.write_all(&l1)?;
     let mut rt = vec![0u8; (layout.rt_clusters * CLUSTER) as usize];
@@ -245,7 +281,13 @@ fn header(virtual_size: u64, layout: &Layout) -> Vec<u8> {
     h.extend_from_slice(&virtual_size.to_be_bytes());
     h.extend_from_slice(&0u32.to_be_bytes()); // crypt_method
     h.extend_from_slice(&(layout.l1_entries as u32).to_be_bytes());
-    h.extend_from_slice(&(layout.l1_at * CLUSTER).to_be_bytes());
+    // An empty image has no L1 table; qemu-img then records offset 0 as well.
+    let l1_offset = if layout.l1_clusters == 0 {
+        0
+    } else {
+        layout.l1_at * CLUSTER
+    };
+    h.extend_from_slice(&l1_offset.to_be_bytes());
     h.extend_from_slice(&(layout.rt_at * CLUSTER).to_be_bytes());
     h.extend_from_slice(&(layout.rt_clusters as u32).to_be_bytes());
     h.extend_from_slice(&0u32.to_be_bytes()); // nb_snapshots
@@ -317,7 +359,7 @@ mod tests {
             }
         }
         let rt_clusters = u32::from_be_bytes(q[56..60].try_into().unwrap()) as u64;
-        let l1_clusters = (l1_size as u64 * 8).div_ceil(CLUSTER).max(1);
+        let l1_clusters = (l1_size as u64 * 8).div_ceil(CLUSTER);
         (0..l1_clusters).for_each(|c| mark(l1_at as u64 + c * CLUSTER));
         (0..rt_clusters).for_each(|c| mark(rt_at as u64 + c * CLUSTER));
         let mut stored = Vec::new();

@@ -56,10 +56,28 @@ struct Extracted {
     entries: Vec<deb::Entry>,
 }
 
+/// Decompressed `data.tar` of a cached .deb, itself cached beside it (keyed by the .deb's
+/// sha256, which is its file name): warm builds then skip xz, the slowest step.
+fn plain_tar(name: &str, file: &Path) -> Result<Vec<u8>, RootfsError> {
+    let read_err = |e| RootfsError::Read(name.to_string(), e);
+    let plain = file.with_extension("data.tar");
+    if let Ok(t) = std::fs::read(&plain) {
+        return Ok(t);
+    }
+    let bytes = std::fs::read(file).map_err(read_err)?;
+    let tar = deb::data_tar(&bytes).map_err(|e| RootfsError::Extract(name.to_string(), e))?;
+    let tmp = crate::pipeline::tmp_path(&plain);
+    // The cache is an optimisation: failing to fill it must not fail the build.
+    if std::fs::write(&tmp, &tar).is_ok() && std::fs::rename(&tmp, &plain).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    Ok(tar)
+}
+
 fn extract_one(name: &str, file: &Path) -> Result<Extracted, RootfsError> {
-    let bytes = std::fs::read(file).map_err(|e| RootfsError::Read(name.to_string(), e))?;
+    let tar = plain_tar(name, file)?;
     let mut entries = Vec::new();
-    deb::extract_data(&bytes, &mut |e| {
+    deb::extract_tar(&tar, &mut |e| {
         entries.push(e);
         Ok(())
     })

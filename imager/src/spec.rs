@@ -286,7 +286,7 @@ mod tests {
                 "name = \"n\"\n[debian]\npackages = [\"a\"]\n[disk]\nsize = \"100MiB\"\n",
                 SpecError::Invalid {
                     origin: "t".into(),
-                    message: "disk.size 100MiB is smaller than ESP + 2 roots + state (1729MiB)".into(),
+                    message: "disk.size 100MiB is smaller than ESP + 2 roots + state (1730MiB)".into(),
                 },
             ),
             (

@@ -13,7 +13,7 @@ use crate::tree::{Node, Tree};
 /// Every inode and the superblock carry this time, so rebuilds are byte-identical.
 pub const MTIME: u32 = 0;
 /// zstd level, set explicitly: the crate default may change between releases.
-pub const ZSTD_LEVEL: u32 = 6;
+pub const ZSTD_LEVEL: u32 = 3;
 const BLOCK_SIZE: u32 = 128 * 1024;
 
 #[derive(Debug, thiserror::Error)]

@@ -32,6 +32,7 @@ mod arch;
 mod artifacts;
 mod config;
 pub mod events;
+pub mod image;
 mod process;
 mod qmp;
 mod vm;

@@ -94,6 +94,29 @@ pub fn extract_data(
     )
 }
 
+/// The decompressed `data.tar` of a .deb, for callers that cache it (see [`extract_tar`]).
+pub fn data_tar(deb: &[u8]) -> Result<Vec<u8>, DebError> {
+    let mut out = Vec::new();
+    with_member(
+        deb,
+        "data.tar",
+        DebError::NoDataMember,
+        &mut |name, reader| {
+            reader.read_to_end(&mut out).map_err(|e| tar_err(name, e))?;
+            Ok(())
+        },
+    )?;
+    Ok(out)
+}
+
+/// Streams the entries of an uncompressed `data.tar` (as returned by [`data_tar`]).
+pub fn extract_tar(
+    tar: &[u8],
+    sink: &mut dyn FnMut(Entry) -> Result<(), DebError>,
+) -> Result<(), DebError> {
+    read_tar("data.tar", &mut { tar }, sink)
+}
+
 /// Reads `control.tar.*` of a .deb and returns the text of its `control` file.
 pub fn control_text(deb: &[u8]) -> Result<String, DebError> {
     let mut control = None;
