@@ -157,7 +157,18 @@ fn resolve_packages(
     Ok(resolved)
 }
 
+/// Builds the image; on failure, an output folder this call created is removed again
+/// (only if still empty), so a failed build leaves nothing behind.
 pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
+    let existed = opts.out.exists();
+    let r = build_inner(opts);
+    if r.is_err() && !existed {
+        let _ = std::fs::remove_dir(&opts.out);
+    }
+    r
+}
+
+fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
     let p = Progress::new(opts.quiet);
     let (spec, default_lock) = load_spec(opts)?;
     let lock_path = opts.lock.clone().unwrap_or(default_lock);

@@ -41,7 +41,11 @@ const DROP_PREFIXES: [&str; 5] = [
 const MOUNTPOINTS: [&str; 7] = ["proc", "sys", "dev", "run", "tmp", "var", "newroot"];
 
 fn dropped(path: &str) -> bool {
-    if DROP_PREFIXES.iter().any(|p| path.starts_with(p)) {
+    let dir = format!("{path}/");
+    if DROP_PREFIXES
+        .iter()
+        .any(|p| path.starts_with(p) || dir == *p)
+    {
         return true;
     }
     // Keep licences (copyright files), drop the rest of /usr/share/doc.
@@ -229,6 +233,8 @@ mod tests {
     fn drop_table() {
         for (p, want) in [
             ("usr/share/man/man1/ls.1.gz", true),
+            ("usr/share/man", true),
+            ("usr/share/manx", false),
             ("usr/share/doc/runc/copyright", false),
             ("usr/share/doc/runc/changelog.gz", true),
             ("usr/share/doc/runc", false),

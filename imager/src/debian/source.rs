@@ -18,7 +18,7 @@ pub enum SourceError {
         #[source]
         source: FetchError,
     },
-    #[error("InRelease of {suite}")]
+    #[error("check the index of {suite}")]
     Release {
         suite: String,
         #[source]
