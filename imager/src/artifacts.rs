@@ -16,9 +16,14 @@ fn hex(d: &[u8]) -> String {
     d.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+fn cache_path(cache: &Path, sha256: &str) -> std::path::PathBuf {
+    cache.join("sha256").join(&sha256[..2]).join(sha256)
+}
+
+/// A cached copy is trusted by name, as for packages; it is only written after its digest
+/// matched, below.
 fn fetch_url(url: &str, sha256: &str, cache: &Path) -> Result<Vec<u8>> {
-    let cached = cache.join("sha256").join(&sha256[..2]).join(sha256);
-    if let Ok(d) = std::fs::read(&cached) {
+    if let Ok(d) = std::fs::read(cache_path(cache, sha256)) {
         return Ok(d);
     }
     let (base, rel) = url.rsplit_once('/').context("artifact url has no path")?;
@@ -26,13 +31,20 @@ fn fetch_url(url: &str, sha256: &str, cache: &Path) -> Result<Vec<u8>> {
     Ok(data)
 }
 
+fn store(cache: &Path, sha256: &str, data: &[u8]) {
+    let p = cache_path(cache, sha256);
+    if p.exists() {
+        return;
+    }
+    if let Some(dir) = p.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // Caching is an optimisation: a failure here must not fail the build.
+    let _ = crate::pipeline::write_atomic(&p, data);
+}
+
 /// Adds every artifact to `tree` after checking its digest; returns their lock entries.
-pub fn add(
-    list: &[Artifact],
-    tree: &mut Tree,
-    _fetcher: &Fetcher,
-    cache: &Path,
-) -> Result<Vec<LockedArtifact>> {
+pub fn add(list: &[Artifact], tree: &mut Tree, cache: &Path) -> Result<Vec<LockedArtifact>> {
     let mut locked = Vec::new();
     for a in list {
         let want = a.sha256.to_ascii_lowercase();
@@ -52,6 +64,9 @@ pub fn add(
                 a.dest
             );
         }
+        if a.url.is_some() {
+            store(cache, &got, &data);
+        }
         let mode = u32::from_str_radix(&a.mode, 8).unwrap_or(0o644);
         locked.push(LockedArtifact {
             dest: a.dest.clone(),
@@ -62,4 +77,37 @@ pub fn add(
         tree.add_file(&a.dest, mode, data)?;
     }
     Ok(locked)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn artifact(path: &Path, sha256: &str) -> Artifact {
+        Artifact {
+            dest: "/usr/local/bin/tool".into(),
+            url: None,
+            path: Some(path.to_path_buf()),
+            sha256: sha256.into(),
+            mode: "0755".into(),
+        }
+    }
+
+    #[test]
+    fn path_artifact_digest_checked() {
+        let dir = std::env::temp_dir().join(format!("kiln-artifact-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("tool");
+        std::fs::write(&f, b"hello").unwrap();
+        let good = hex(&Sha256::digest(b"hello"));
+        let mut tree = Tree::new();
+        let locked = add(&[artifact(&f, &good)], &mut tree, &dir).unwrap();
+        assert_eq!(locked[0].size, 5);
+        assert_eq!(tree.get("usr/local/bin/tool").unwrap().mode, 0o755);
+        let bad = "0".repeat(64);
+        let e = add(&[artifact(&f, &bad)], &mut Tree::new(), &dir).unwrap_err();
+        assert!(e.to_string().contains("does not match the spec's"), "{e}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

@@ -226,7 +226,7 @@ fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
     rootfs::ca_bundle(&mut tree)?;
     let search = overlay_search(opts);
     rootfs::apply_overlays(&mut tree, &spec.overlays, &search)?;
-    lock.artifacts = artifacts::add(&spec.artifacts, &mut tree, &fetcher, &cache)?;
+    lock.artifacts = artifacts::add(&spec.artifacts, &mut tree, &cache)?;
     tree.add_file("usr/sbin/init", 0o755, init)?;
 
     p.phase("squashfs");

@@ -13,11 +13,14 @@ use std::time::Duration;
 pub mod blockdev;
 pub mod chain;
 pub mod cmdline;
+pub mod config;
 pub mod events;
 pub mod modules;
 pub mod mountinfo;
 pub mod mounts;
+pub mod net;
 pub mod report;
+pub mod services;
 pub mod shutdown;
 pub mod stage1;
 pub mod stage2;
@@ -86,11 +89,11 @@ fn maintenance(reporter: &mut Reporter, stage: u8, reason: &str) -> ! {
         }
     };
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        supervise::serve(reporter, signals);
+        supervise::serve(reporter, signals, None);
     }));
     // Only a panic inside `serve` gets here: keep reaping, PID 1 must not exit.
     loop {
-        supervise::reap_all();
+        supervise::reap_all(|_, _| ());
         std::thread::sleep(Duration::from_secs(1));
     }
 }

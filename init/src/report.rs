@@ -78,6 +78,10 @@ impl Reporter {
         }
     }
 
+    pub fn is_debug(&self) -> bool {
+        self.debug
+    }
+
     pub fn set_debug(&mut self, debug: bool) {
         self.debug = debug;
     }

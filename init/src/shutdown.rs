@@ -67,7 +67,7 @@ fn signal_and_reap(sig: libc::c_int, grace: Duration) {
     let deadline = Instant::now() + grace;
     loop {
         match sys::reap_one() {
-            Reaped::Child(_) => continue,
+            Reaped::Child(..) => continue,
             Reaped::NoChildren => return,
             Reaped::NoneExited if Instant::now() >= deadline => return,
             Reaped::NoneExited => std::thread::sleep(Duration::from_millis(50)),

@@ -1,7 +1,8 @@
 //! Stage 2, PID 1 of the real root: block signals, finish the mounts (cgroup2 and anything
 //! stage 1 did not do), hostname, then `ready` and the supervise loop.
 //!
-//! Owns the order of those steps and the `stage2` and `ready` events. No services yet.
+//! Owns the order of those steps and the `stage2` event; `ready` follows once the services
+//! (containerd) are ready, from the supervise loop.
 
 use std::convert::Infallible;
 use std::io;
@@ -11,8 +12,9 @@ use crate::cmdline;
 use crate::events;
 use crate::mounts::{self, MountError, SysMounter};
 use crate::report::Reporter;
+use crate::services;
 use crate::supervise;
-use crate::sys::{self, SignalFd};
+use crate::sys::SignalFd;
 
 /// Hostname set when the kernel has none.
 pub const DEFAULT_HOSTNAME: &str = "kiln";
@@ -26,6 +28,8 @@ pub enum Stage2Error {
     Mounts(#[source] MountError),
     #[error("set hostname via {0}")]
     Hostname(PathBuf, #[source] io::Error),
+    #[error("service definitions")]
+    Services(#[source] crate::services::SpecError),
 }
 
 /// Sets the hostname (through `proc_root`/sys/kernel/hostname) to `default` when it is
@@ -65,10 +69,11 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage2Error> {
     if ensure_hostname(Path::new("/proc"), DEFAULT_HOSTNAME)? {
         reporter.info(&format!("hostname set to {DEFAULT_HOSTNAME}"));
     }
-    let boot = sys::boottime();
-    reporter.info(&format!("ready after {:.3} s", boot.as_secs_f64()));
-    reporter.event(&events::ready(boot));
-    supervise::serve(reporter, Some(signals))
+    // /var is a tmpfs until the STATE partition lands; services log there.
+    let mut svcs = services::services(vec![services::containerd()], reporter.is_debug())
+        .map_err(Stage2Error::Services)?;
+    svcs.start(&mut |e| reporter.event(e));
+    supervise::serve(reporter, Some(signals), Some(svcs))
 }
 
 #[cfg(test)]

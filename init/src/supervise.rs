@@ -3,11 +3,14 @@
 //!
 //! Signals arrive through a signalfd (blocked for normal delivery, so none is lost and no
 //! async handler runs). SIGCHLD reaps; SIGTERM and SIGUSR2 power off; SIGINT (which is what
-//! Ctrl-Alt-Del sends once `RB_DISABLE_CAD` is set) reboots. It owns no services yet.
+//! Ctrl-Alt-Del sends once `RB_DISABLE_CAD` is set) reboots. The one `waitpid(-1)` here
+//! hands every exit status to the services executor, which nothing else may reap for.
 
 use std::time::Duration;
 
+use crate::events;
 use crate::report::Reporter;
+use crate::services::{Exit, Phase, Services};
 use crate::shutdown::{self, Action};
 use crate::sys::{self, Reaped, SignalFd};
 
@@ -23,13 +26,38 @@ pub fn action_for(sig: libc::c_int) -> Option<Action> {
     }
 }
 
-/// Reaps every exited child; returns how many.
-pub fn reap_all() -> usize {
+/// Reaps every exited child, passing each (pid, raw status) to `f`; returns how many.
+pub fn reap_all(mut f: impl FnMut(libc::pid_t, libc::c_int)) -> usize {
     let mut count = 0;
-    while let Reaped::Child(_) = sys::reap_one() {
+    while let Reaped::Child(pid, status) = sys::reap_one() {
+        f(pid, status);
         count += 1;
     }
     count
+}
+
+/// How long stopping services may take at shutdown before the kill sweep.
+const STOP_LIMIT: Duration = Duration::from_secs(120);
+
+/// Stops services in reverse dependency order, reaping as they exit.
+fn stop_services(reporter: &mut Reporter, signals: &mut SignalFd, svcs: &mut Services) {
+    let start = sys::boottime();
+    svcs.stop_all(&mut |e| reporter.event(e));
+    while !svcs.all_stopped() && sys::boottime().saturating_sub(start) < STOP_LIMIT {
+        reap_all(|pid, st| {
+            svcs.on_exit(pid, Exit::from_wait_status(st), &mut |e| reporter.event(e));
+        });
+        svcs.on_tick(&mut |e| reporter.event(e));
+        let wait = svcs.timeout().unwrap_or(Duration::from_millis(100));
+        let _ = signals.wait_timeout(Some(wait.min(Duration::from_millis(100))));
+    }
+}
+
+fn all_ready(svcs: &Services) -> bool {
+    let sup = svcs.supervisor();
+    sup.specs()
+        .iter()
+        .all(|s| sup.phase(&s.name) == Some(Phase::Ready))
 }
 
 /// Makes Ctrl-Alt-Del send SIGINT to PID 1 instead of rebooting at once.
@@ -40,19 +68,37 @@ pub fn disable_ctrl_alt_del(reporter: &mut Reporter) {
 }
 
 /// Serves signals forever. Without a signalfd (creation failed) it still reaps, once a
-/// second, but cannot shut down on request.
-pub fn serve(reporter: &mut Reporter, signals: Option<SignalFd>) -> ! {
+/// second, but cannot shut down on request. With services, `ready` is emitted once every
+/// service is ready (boot is complete then); without, it was emitted by the caller.
+pub fn serve(reporter: &mut Reporter, signals: Option<SignalFd>, mut svcs: Option<Services>) -> ! {
     let Some(mut signals) = signals else {
         reporter.info("no signalfd: reaping only, shutdown requests are ignored");
         loop {
-            reap_all();
+            reap_all(|_, _| ());
             std::thread::sleep(Duration::from_secs(1));
         }
     };
+    let mut ready_sent = svcs.is_none();
     loop {
-        reap_all();
-        let sig = match signals.wait() {
-            Ok(sig) => sig,
+        let mut emit = |e: &events::Event| reporter.event(e);
+        if let Some(svcs) = svcs.as_mut() {
+            reap_all(|pid, st| {
+                svcs.on_exit(pid, Exit::from_wait_status(st), &mut emit);
+            });
+            svcs.on_tick(&mut emit);
+        } else {
+            reap_all(|_, _| ());
+        }
+        if !ready_sent && svcs.as_ref().is_some_and(all_ready) {
+            ready_sent = true;
+            let boot = sys::boottime();
+            reporter.info(&format!("ready after {:.3} s", boot.as_secs_f64()));
+            reporter.event(&events::ready(boot));
+        }
+        let timeout = svcs.as_ref().and_then(Services::timeout);
+        let sig = match signals.wait_timeout(timeout) {
+            Ok(Some(sig)) => sig,
+            Ok(None) => continue,
             Err(e) => {
                 reporter.info(&format!("read signalfd: {e}"));
                 std::thread::sleep(Duration::from_secs(1));
@@ -62,6 +108,9 @@ pub fn serve(reporter: &mut Reporter, signals: Option<SignalFd>) -> ! {
         let Some(action) = action_for(sig) else {
             continue;
         };
+        if let Some(svcs) = svcs.as_mut() {
+            stop_services(reporter, &mut signals, svcs);
+        }
         let err = shutdown::shutdown(action, reporter);
         reporter.info(&crate::chain::error_chain(&err));
     }

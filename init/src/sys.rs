@@ -115,7 +115,8 @@ pub fn sync() {
 /// Outcome of one non-blocking wait for any child.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Reaped {
-    Child(libc::pid_t),
+    /// A child's pid and its raw wait status.
+    Child(libc::pid_t, libc::c_int),
     NoneExited,
     NoChildren,
 }
@@ -128,7 +129,7 @@ pub fn reap_one() -> Reaped {
     let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
     match pid {
         0 => Reaped::NoneExited,
-        p if p > 0 => Reaped::Child(p),
+        p if p > 0 => Reaped::Child(p, status),
         _ if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => Reaped::NoneExited,
         _ => Reaped::NoChildren,
     }
@@ -254,6 +255,27 @@ impl SignalFd {
         Ok(Self {
             file: File::from(owned),
         })
+    }
+
+    /// Waits up to `timeout` (forever with `None`) for a signal; `None` on timeout.
+    pub fn wait_timeout(&mut self, timeout: Option<Duration>) -> io::Result<Option<libc::c_int>> {
+        let ms = timeout.map_or(-1, |t| {
+            libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX)
+        });
+        let mut pfd = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: `pfd` is a valid pollfd for one descriptor that outlives the call.
+        #[allow(unsafe_code)]
+        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        match n {
+            0 => Ok(None),
+            n if n > 0 => self.wait().map(Some),
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => Ok(None),
+            _ => Err(io::Error::last_os_error()),
+        }
     }
 
     /// Blocks until one signal arrives and returns its number.

@@ -31,7 +31,15 @@ const TOOLS: &[&str] = &[
 ];
 const SECTOR: u64 = 512;
 /// Boot events of the contract, in the order init emits them.
-const BOOT_SEQUENCE: [&str; 5] = ["stage1", "modules", "root_mounted", "stage2", "ready"];
+const BOOT_SEQUENCE: [&str; 7] = [
+    "stage1",
+    "modules",
+    "root_mounted",
+    "stage2",
+    "service_starting",
+    "service_ready",
+    "ready",
+];
 
 /// The test's folder: removed on success, kept and printed on failure.
 struct WorkDir {
@@ -424,7 +432,7 @@ fn boot(qcow2: &Path, release: &str, modules: usize) -> Result<()> {
         .collect();
     // 1 ms resolution: stage2 and ready can share a timestamp; stage1 to ready cannot.
     assert!(
-        ts.windows(2).all(|w| w[0] <= w[1]) && ts[0] >= 0.0 && ts[0] < ts[4],
+        ts.windows(2).all(|w| w[0] <= w[1]) && ts[0] >= 0.0 && ts[0] < ts[6],
         "timestamps {ts:?}"
     );
     let (stage1, mods, root) = (seq[0], seq[1], seq[2]);
@@ -434,9 +442,23 @@ fn boot(qcow2: &Path, release: &str, modules: usize) -> Result<()> {
     assert_eq!(mods["loaded"], modules, "{mods}");
     assert_eq!(root["partname"], "KILN-ROOT-A", "{root}");
     assert_eq!(root["fstype"], "squashfs", "{root}");
-    // init does not handle the ACPI power button yet: end QEMU itself.
-    vm.qmp("quit", None)?;
-    let status = vm.wait_exit(Duration::from_secs(30))?;
-    ensure!(status.success(), "QEMU after quit: {status}");
+    // containerd is supervised and `ready` waits for its socket.
+    assert_eq!(seq[4]["service"], "containerd", "{}", seq[4]);
+    assert_eq!(seq[5]["service"], "containerd", "{}", seq[5]);
+    // Ctrl-Alt-Del → SIGINT → services stopped in order → reboot; -no-reboot ends QEMU.
+    vm.qmp(
+        "send-key",
+        Some(serde_json::json!({"keys": [
+            {"type": "qcode", "data": "ctrl"},
+            {"type": "qcode", "data": "alt"},
+            {"type": "qcode", "data": "delete"}
+        ]})),
+    )?;
+    let down = vm.wait_event("shutdown", Duration::from_secs(60))?;
+    assert_eq!(down["action"], "reboot", "{down}");
+    let stopped = vm.wait_event("service_stopped", Duration::from_secs(60))?;
+    assert_eq!(stopped["service"], "containerd", "{stopped}");
+    let status = vm.wait_exit(Duration::from_secs(60))?;
+    ensure!(status.success(), "QEMU after guest reboot: {status}");
     Ok(())
 }
