@@ -25,7 +25,9 @@ raw=$W/out/kiln-node.raw; q=$W/out/kiln-node.qcow2
 raw_used=$(( $(stat -c %b "$raw") * 512 )); qsize=$(stat -c %s "$q")
 sq=$(grep -o 'squashfs [0-9.]* MiB' "$W/warm3.log" | awk '{print $2}')
 echo "== boot to ready"
-boot=$(target/release/kiln-boot "$q" | sed -n 's/.*"ready_s":\([0-9.]*\).*/\1/p')
+bootline=$(target/release/kiln-boot "$q" | grep '"ready_s"')
+boot=$(echo "$bootline" | sed -n 's/.*"ready_s":\([0-9.]*\).*/\1/p')
+accel=$(echo "$bootline" | sed -n 's/.*"accel":"\([A-Za-z]*\)".*/\1/p')
 
 mk=skipped; ratio="n/a"
 if [ -x "$PEER/build.sh" ] && [ "$(id -u)" = 0 ]; then
@@ -36,14 +38,13 @@ if [ -x "$PEER/build.sh" ] && [ "$(id -u)" = 0 ]; then
   ratio=$(awk -v a="$mk" -v b="$warm_med" 'BEGIN{printf "%.1f", a/b}')
 fi
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')
-accel=$( [ -w /dev/kvm ] && echo kvm || echo tcg )
 table=$(cat <<T
 ## Imager: \`kiln build\` (default node image)
 
 Measured $(date -u +%Y-%m-%d) on $(nproc) cores ($cpu), $(free -g | awk '/Mem:/{print $2}') GiB RAM, by \`imager/benches/build.sh\`.
 Method: release build of kiln; cold = empty download cache; warm = full cache (median of 3);
-wall time and peak RSS from /usr/bin/time; boot = QEMU start → \`ready\` event ($accel, OVMF,
-2 vCPU, 2 GiB); peer = Debian's mkosi (shared/peers/mkosi) on the same package set, warm
+wall time and peak RSS from /usr/bin/time; boot = QEMU start → \`ready\` event ($accel as the
+harness chose it: KVM only where a probe boot works; OVMF, 2 vCPU, 1 GiB); peer = Debian's mkosi (shared/peers/mkosi) on the same package set, warm
 package cache, same run.
 
 | figure | kiln | mkosi (peer) |

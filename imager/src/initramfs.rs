@@ -8,13 +8,14 @@ use crate::cpio::{CpioError, CpioWriter};
 use crate::modules::{Kernel, ModuleError};
 use crate::spec::Arch;
 
-/// Storage, filesystem and console modules stage 1 needs to find and mount the root and to
+/// Storage, filesystem, console and (virtio) network modules stage 1 needs to find and mount the root and to
 /// reach the event port. Built-ins are skipped; names that are missing are an error.
 const COMMON_MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_blk",
     "virtio_scsi",
     "virtio_console",
+    "virtio_net",
     "sd_mod",
     "sr_mod",
     "nvme",

@@ -15,6 +15,8 @@ pub enum Value {
     Uint(u64),
     /// Rendered as seconds with exactly three decimals, like `ts`.
     Seconds(Duration),
+    /// Any JSON (arrays, objects), rendered by serde_json.
+    Json(serde_json::Value),
 }
 
 /// One event: a name and ordered fields.
@@ -41,6 +43,22 @@ impl Event {
         self.fields.push((key, Value::Uint(value)));
         self
     }
+}
+
+/// `network_online {interfaces}` or `network_timeout {waiting}` from the network runner.
+pub fn network(e: &crate::net::NetEvent) -> Event {
+    let mut event = Event::new(e.name());
+    if let serde_json::Value::Object(map) = e.fields() {
+        for (k, v) in map {
+            let key = match k.as_str() {
+                "interfaces" => "interfaces",
+                "waiting" => "waiting",
+                _ => continue,
+            };
+            event.fields.push((key, Value::Json(v)));
+        }
+    }
+    event
 }
 
 /// `stage1` {kernel, slot}: stage 1 started (slot is `a`, `b` or `none`).
@@ -111,6 +129,7 @@ pub fn encode(event: &Event, ts: Duration) -> String {
                 let _ = write!(out, "{n}");
             }
             Value::Seconds(d) => push_seconds(&mut out, *d),
+            Value::Json(v) => out.push_str(&v.to_string()),
         }
     }
     out.push('}');
@@ -145,6 +164,28 @@ fn push_string(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn network_events_carry_json_arrays() {
+        use crate::net::{IfaceStatus, NetEvent};
+        let online = NetEvent::Online {
+            interfaces: vec![IfaceStatus {
+                name: "eth0".into(),
+                addresses: vec!["10.0.2.15/24".into()],
+            }],
+        };
+        assert_eq!(
+            encode(&network(&online), ms(6511)),
+            r#"{"ts":6.511,"event":"network_online","interfaces":[{"addresses":["10.0.2.15/24"],"name":"eth0"}]}"#
+        );
+        let timeout = NetEvent::Timeout {
+            waiting: vec!["eth1".into()],
+        };
+        assert_eq!(
+            encode(&network(&timeout), ms(20000)),
+            r#"{"ts":20.000,"event":"network_timeout","waiting":["eth1"]}"#
+        );
+    }
 
     fn ms(millis: u64) -> Duration {
         Duration::from_millis(millis)

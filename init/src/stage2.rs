@@ -7,10 +7,13 @@
 use std::convert::Infallible;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use crate::cmdline;
 use crate::events;
 use crate::mounts::{self, MountError, SysMounter};
+use crate::net;
 use crate::report::Reporter;
 use crate::services;
 use crate::supervise;
@@ -73,7 +76,53 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage2Error> {
     let mut svcs = services::services(vec![services::containerd()], reporter.is_debug())
         .map_err(Stage2Error::Services)?;
     svcs.start(&mut |e| reporter.event(e));
+    // Lives as long as PID 1: it renews the DHCP leases.
+    let _net = bring_network(reporter);
     supervise::serve(reporter, Some(signals), Some(svcs))
+}
+
+/// How long boot waits for addresses before `network_timeout` (DHCP goes on after it).
+const NETWORK_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Default network (DHCPv4 on every wired NIC) until config discovery lands; writes
+/// /etc/resolv.conf. Failures are reported, never fatal: a node without network still
+/// boots and keeps its console.
+fn bring_network(reporter: &mut Reporter) -> Option<net::DhcpKeeper> {
+    let plan = match net::default_plan(Path::new("/sys")) {
+        Ok(p) => p,
+        Err(e) => {
+            reporter.info(&format!("network plan: {}", crate::chain::error_chain(&e)));
+            return None;
+        }
+    };
+    let nl = match net::RtNetlink::new() {
+        Ok(nl) => nl,
+        Err(e) => {
+            reporter.info(&format!("netlink: {}", crate::chain::error_chain(&e)));
+            return None;
+        }
+    };
+    let clock = Arc::new(net::SystemClock);
+    let mut emit = |e: &net::NetEvent| reporter.event(&events::network(e));
+    let st = net::bring_up(
+        &plan,
+        Box::new(nl),
+        &net::RawFactory,
+        clock,
+        &mut emit,
+        NETWORK_TIMEOUT,
+    );
+    for f in &st.failures {
+        reporter.info(&format!("network: {f}"));
+    }
+    let resolv = net::render_resolv_conf(&st.nameservers, &st.search);
+    let tmp = Path::new("/etc/.resolv.conf.kiln");
+    if let Err(e) =
+        std::fs::write(tmp, resolv).and_then(|()| std::fs::rename(tmp, "/etc/resolv.conf"))
+    {
+        reporter.info(&format!("write /etc/resolv.conf: {e}"));
+    }
+    Some(st.keeper)
 }
 
 #[cfg(test)]

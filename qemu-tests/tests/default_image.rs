@@ -31,12 +31,13 @@ const TOOLS: &[&str] = &[
 ];
 const SECTOR: u64 = 512;
 /// Boot events of the contract, in the order init emits them.
-const BOOT_SEQUENCE: [&str; 7] = [
+const BOOT_SEQUENCE: [&str; 8] = [
     "stage1",
     "modules",
     "root_mounted",
     "stage2",
     "service_starting",
+    "network_online",
     "service_ready",
     "ready",
 ];
@@ -432,7 +433,7 @@ fn boot(qcow2: &Path, release: &str, modules: usize) -> Result<()> {
         .collect();
     // 1 ms resolution: stage2 and ready can share a timestamp; stage1 to ready cannot.
     assert!(
-        ts.windows(2).all(|w| w[0] <= w[1]) && ts[0] >= 0.0 && ts[0] < ts[6],
+        ts.windows(2).all(|w| w[0] <= w[1]) && ts[0] >= 0.0 && ts[0] < ts[7],
         "timestamps {ts:?}"
     );
     let (stage1, mods, root) = (seq[0], seq[1], seq[2]);
@@ -444,7 +445,11 @@ fn boot(qcow2: &Path, release: &str, modules: usize) -> Result<()> {
     assert_eq!(root["fstype"], "squashfs", "{root}");
     // containerd is supervised and `ready` waits for its socket.
     assert_eq!(seq[4]["service"], "containerd", "{}", seq[4]);
-    assert_eq!(seq[5]["service"], "containerd", "{}", seq[5]);
+    assert_eq!(seq[6]["service"], "containerd", "{}", seq[6]);
+    // DHCPv4 from QEMU user networking (slirp leases 10.0.2.15/24 to the first guest).
+    let ifaces = &seq[5]["interfaces"];
+    assert_eq!(ifaces[0]["name"], "eth0", "{}", seq[5]);
+    assert_eq!(ifaces[0]["addresses"][0], "10.0.2.15/24", "{}", seq[5]);
     // Ctrl-Alt-Del → SIGINT → services stopped in order → reboot; -no-reboot ends QEMU.
     vm.qmp(
         "send-key",

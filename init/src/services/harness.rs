@@ -56,6 +56,7 @@ fn fmt_event(e: &Event) -> String {
             (_, Value::Seconds(d)) => write!(s, " {}s", d.as_secs_f64()),
             (k, Value::Uint(n)) => write!(s, " {k}={n}"),
             (k, Value::Str(v)) => write!(s, " {k}={v}"),
+            (k, Value::Json(v)) => write!(s, " {k}={v}"),
         };
     }
     s
