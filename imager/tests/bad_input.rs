@@ -54,6 +54,15 @@ fn require_mirror(case: &str) -> bool {
 /// Runs `kiln build --quiet ARGS` and asserts the failure contract: exit code 1, nothing
 /// on stdout, one stderr line `kiln: error: …` containing `cause`, `out` absent or empty,
 /// and `lock` exactly as it was before the run (absent stays absent). Returns the line.
+/// `kiln build --spec SPEC [EXTRA…] --out OUT` fails with `cause`; the lock beside the
+/// spec (`<spec>.lock`) is left as it was.
+fn spec_build_fails(spec: &Path, out: &Path, extra: &[&str], cause: &str) -> String {
+    let mut args = vec![OsStr::new("--spec"), spec.as_os_str()];
+    args.extend(extra.iter().map(OsStr::new));
+    args.extend([OsStr::new("--out"), out.as_os_str()]);
+    assert_fails(&args, out, &spec.with_extension("lock"), cause)
+}
+
 fn assert_fails<S: AsRef<OsStr>>(args: &[S], out: &Path, lock: &Path, cause: &str) -> String {
     let lock_before = std::fs::read(lock).ok();
     let run = Command::new(KILN)
@@ -98,17 +107,7 @@ fn unknown_spec_key_names_line_and_column() {
     );
     let out = dir.join("out");
     let cause = format!("{}:5:1: unknown field `colour`", spec.display());
-    assert_fails(
-        &[
-            OsStr::new("--spec"),
-            spec.as_os_str(),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ],
-        &out,
-        &dir.join("spec.lock"),
-        &cause,
-    );
+    spec_build_fails(&spec, &out, &[], &cause);
 }
 
 #[test]
@@ -117,17 +116,7 @@ fn missing_spec_file() {
     let spec = dir.join("nope.toml");
     let out = dir.join("out");
     let cause = format!("read spec {}: No such file or directory", spec.display());
-    assert_fails(
-        &[
-            OsStr::new("--spec"),
-            spec.as_os_str(),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ],
-        &out,
-        &dir.join("nope.lock"),
-        &cause,
-    );
+    spec_build_fails(&spec, &out, &[], &cause);
 }
 
 #[test]
@@ -151,17 +140,10 @@ fn mirror_unreachable() {
         "name = \"bad\"\n[debian]\npackages = [\"ca-certificates\"]\n",
     );
     let out = dir.join("out");
-    assert_fails(
-        &[
-            OsStr::new("--spec"),
-            spec.as_os_str(),
-            OsStr::new("--mirror"),
-            OsStr::new("http://127.0.0.1:9/debian"),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ],
+    spec_build_fails(
+        &spec,
         &out,
-        &dir.join("spec.lock"),
+        &["--mirror", "http://127.0.0.1:9/debian"],
         "mirror unreachable: http://127.0.0.1:9/debian/dists/trixie/InRelease",
     );
 }
@@ -184,17 +166,7 @@ fn index_signed_by_no_key_in_the_keyring() {
         ),
     );
     let out = dir.join("out");
-    assert_fails(
-        &[
-            OsStr::new("--spec"),
-            spec.as_os_str(),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ],
-        &out,
-        &dir.join("spec.lock"),
-        "is not signed by any key in the keyring",
-    );
+    spec_build_fails(&spec, &out, &[], "is not signed by any key in the keyring");
 }
 
 #[test]
@@ -209,15 +181,10 @@ fn missing_package() {
         "name = \"bad\"\n[debian]\npackages = [\"no-such-package-kiln\"]\n",
     );
     let out = dir.join("out");
-    assert_fails(
-        &[
-            OsStr::new("--spec"),
-            spec.as_os_str(),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ],
+    spec_build_fails(
+        &spec,
         &out,
-        &dir.join("spec.lock"),
+        &[],
         "root package no-such-package-kiln not found in the index",
     );
 }
@@ -239,18 +206,7 @@ fn locked_without_a_lock_file() {
         "--locked: read lock file {}: No such file or directory",
         lock.display()
     );
-    assert_fails(
-        &[
-            OsStr::new("--spec"),
-            spec.as_os_str(),
-            OsStr::new("--locked"),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ],
-        &out,
-        &lock,
-        &cause,
-    );
+    spec_build_fails(&spec, &out, &["--locked"], &cause);
 }
 
 #[test]
@@ -285,18 +241,7 @@ sha256 = "0000000000000000000000000000000000000000000000000000000000000000"
         "resolution differs from the lock file {}: -ca-certificates 0-kiln-doctored, +ca-certificates ",
         lock.display()
     );
-    assert_fails(
-        &[
-            OsStr::new("--spec"),
-            spec.as_os_str(),
-            OsStr::new("--locked"),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ],
-        &out,
-        &lock,
-        &cause,
-    );
+    spec_build_fails(&spec, &out, &["--locked"], &cause);
 }
 
 /// The one case that downloads and extracts packages (a kernel and systemd-boot, ~10 s
@@ -315,17 +260,7 @@ fn root_larger_than_its_partition() {
         ),
     );
     let out = dir.join("out");
-    let line = assert_fails(
-        &[
-            OsStr::new("--spec"),
-            spec.as_os_str(),
-            OsStr::new("--out"),
-            out.as_os_str(),
-        ],
-        &out,
-        &dir.join("spec.lock"),
-        "kiln: error: the root squashfs is ",
-    );
+    let line = spec_build_fails(&spec, &out, &[], "kiln: error: the root squashfs is ");
     assert!(
         line.contains(" but partition KILN-ROOT-A holds 8MiB"),
         "{line:?}"
