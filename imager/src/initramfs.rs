@@ -30,7 +30,8 @@ const COMMON_MODULES: &[&str] = &[
     "isofs",
     "ext4",
 ];
-const X86_64_MODULES: &[&str] = &["ahci", "ehci_pci"];
+/// `button` + `evdev`: the ACPI power button as an input device init can read.
+const X86_64_MODULES: &[&str] = &["ahci", "ehci_pci", "button", "evdev"];
 const AARCH64_MODULES: &[&str] = &["virtio_mmio", "ahci"];
 
 pub fn wanted(arch: Arch) -> Vec<&'static str> {

@@ -19,6 +19,7 @@ pub mod modules;
 pub mod mountinfo;
 pub mod mounts;
 pub mod net;
+pub mod powerbutton;
 pub mod report;
 pub mod services;
 pub mod shutdown;

@@ -76,6 +76,8 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage2Error> {
     let mut svcs = services::services(vec![services::containerd()], reporter.is_debug())
         .map_err(Stage2Error::Services)?;
     svcs.start(&mut |e| reporter.event(e));
+    let buttons = crate::powerbutton::watch(Path::new("/sys"), Path::new("/dev"));
+    reporter.debug(&format!("watching {buttons} power button(s)"));
     // Lives as long as PID 1: it renews the DHCP leases.
     let _net = bring_network(reporter);
     supervise::serve(reporter, Some(signals), Some(svcs))
