@@ -54,7 +54,10 @@ impl Accel {
     pub fn args(self, arch: Arch) -> Vec<String> {
         let (accel, cpu) = match self {
             Accel::Kvm => ("kvm", "host"),
-            Accel::Tcg => ("tcg", arch.tcg_cpu()),
+            // Single-threaded TCG: with multi-threaded TCG (QEMU 7.2), the kernel's live
+            // text patching (int3-based static keys) raced across vCPUs and oopsed in
+            // early boot on a loaded host ("Oops: int3" in run_timer_softirq).
+            Accel::Tcg => ("tcg,thread=single", arch.tcg_cpu()),
         };
         ["-accel", accel, "-cpu", cpu].map(String::from).to_vec()
     }

@@ -160,7 +160,7 @@ mod tests {
         let expect_disk = "if=virtio,format=raw,file=/img/a,,b.img,snapshot=on";
         assert!(has_pair(&args, "-drive", expect_disk), "{args:?}");
         assert!(has_pair(&args, "-nic", "user,model=virtio-net-pci"));
-        assert!(has_pair(&args, "-accel", "tcg"));
+        assert!(has_pair(&args, "-accel", "tcg,thread=single"));
         assert!(has_pair(&args, "-cpu", "max"));
         assert!(has_pair(&args, "-M", "q35"));
         assert!(has_pair(
