@@ -134,14 +134,15 @@ impl<'a> Kernel<'a> {
     /// the portable `_generic` implementation, which is what works under emulation).
     fn resolve_name(&self, name: &str) -> Option<String> {
         let c = canonical(name);
-        if self.by_name.contains_key(&c) || self.builtin.contains(&c) {
+        let known = |n: &str| self.by_name.contains_key(n) || self.builtin.contains(n);
+        if known(&c) {
             return Some(c);
         }
-        let generic = format!("{c}_generic");
-        if self.by_name.contains_key(&generic) || self.builtin.contains(&generic) {
-            return Some(generic);
-        }
-        None
+        // Soft dependencies name crypto algorithms by module alias (`crypto-crc32c`).
+        let algo = c.strip_prefix("crypto_").unwrap_or(&c);
+        [algo.to_string(), format!("{algo}_generic")]
+            .into_iter()
+            .find(|n| known(n))
     }
 
     /// Load order for `wanted`: dependencies first, soft pre-dependencies before, soft

@@ -53,7 +53,7 @@ fn tree() -> Tree {
     let mods: &[(&str, &[&str])] = &[
         (
             "fs/ext4/ext4.ko.xz",
-            &["depends=mbcache,jbd2", "softdep=pre: crc32c"],
+            &["depends=mbcache,jbd2", "softdep=pre: crypto-crc32c"],
         ),
         ("fs/mbcache.ko.xz", &["depends="]),
         ("fs/jbd2/jbd2.ko.xz", &["depends=", "softdep=pre: crc32c"]),

@@ -169,6 +169,9 @@ pub fn from_packages(pkgs: &[(String, PathBuf)], threads: usize) -> Result<Tree,
         tree.add_dir(m, 0o755)?;
     }
     tree.add_dir("tmp", 0o1777)?;
+    // Lower layers of the /root and /home overlays whose upper layers live on STATE.
+    tree.add_dir("root", 0o700)?;
+    tree.add_dir("home", 0o755)?;
     Ok(tree)
 }
 

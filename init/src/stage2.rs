@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use crate::cmdline;
 use crate::events;
+use crate::firstboot;
 use crate::mounts::{self, MountError, SysMounter};
 use crate::net;
 use crate::report::Reporter;
@@ -33,6 +34,8 @@ pub enum Stage2Error {
     Hostname(PathBuf, #[source] io::Error),
     #[error("service definitions")]
     Services(#[source] crate::services::SpecError),
+    #[error("node configuration")]
+    Config(#[source] crate::firstboot::FirstbootError),
 }
 
 /// Sets the hostname (through `proc_root`/sys/kernel/hostname) to `default` when it is
@@ -72,26 +75,38 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage2Error> {
     if ensure_hostname(Path::new("/proc"), DEFAULT_HOSTNAME)? {
         reporter.info(&format!("hostname set to {DEFAULT_HOSTNAME}"));
     }
-    // /var is a tmpfs until the STATE partition lands; services log there.
+    let persistent = firstboot::mount_state(reporter);
+    // Parsed, validated, persisted and applied before any service starts; a broken config
+    // is fatal here (config_error, then maintenance) and nothing of it was applied.
+    let cfg = firstboot::configure(reporter, &cmdline, persistent).map_err(Stage2Error::Config)?;
     let mut svcs = services::services(vec![services::containerd()], reporter.is_debug())
         .map_err(Stage2Error::Services)?;
     svcs.start(&mut |e| reporter.event(e));
     let buttons = crate::powerbutton::watch(Path::new("/sys"), Path::new("/dev"));
     reporter.debug(&format!("watching {buttons} power button(s)"));
     // Lives as long as PID 1: it renews the DHCP leases.
-    let _net = bring_network(reporter);
+    let _net = bring_network(reporter, &cfg);
     supervise::serve(reporter, Some(signals), Some(svcs))
 }
 
 /// How long boot waits for addresses before `network_timeout` (DHCP goes on after it).
 const NETWORK_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Default network (DHCPv4 on every wired NIC) until config discovery lands; writes
+/// The configured network, or DHCPv4 on every wired NIC by default; writes
 /// /etc/resolv.conf. Failures are reported, never fatal: a node without network still
 /// boots and keeps its console.
-fn bring_network(reporter: &mut Reporter) -> Option<net::DhcpKeeper> {
-    let plan = match net::default_plan(Path::new("/sys")) {
-        Ok(p) => p,
+fn bring_network(
+    reporter: &mut Reporter,
+    cfg: &crate::config::NodeConfig,
+) -> Option<net::DhcpKeeper> {
+    let hostname = cfg.hostname.as_ref().map(|h| h.as_str().to_string());
+    let links = crate::netmap::links(Path::new("/sys"));
+    let planned = crate::netmap::plan(&cfg.network, &links, hostname.clone()).map(Ok);
+    let plan = match planned.unwrap_or_else(|| net::default_plan(Path::new("/sys"))) {
+        Ok(mut p) => {
+            p.hostname = p.hostname.or(hostname);
+            p
+        }
         Err(e) => {
             reporter.info(&format!("network plan: {}", crate::chain::error_chain(&e)));
             return None;

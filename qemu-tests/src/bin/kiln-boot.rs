@@ -1,4 +1,4 @@
-//! `kiln-boot IMAGE`: boots a Kiln image under QEMU (OVMF; KVM where it works, else TCG)
+//! `kiln-boot IMAGE [QEMU ARGS…]`: boots a Kiln image under QEMU (OVMF; KVM where it works, else TCG)
 //! and waits for `ready`. Prints the events and a JSON summary line with `ready_s`, the
 //! seconds from QEMU start to `ready`. Used by the README's main job and the benchmark.
 
@@ -18,8 +18,12 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> Result<()> {
-    let image = std::env::args().nth(1).context("usage: kiln-boot IMAGE")?;
-    let mut vm = Vm::start(VmConfig::new("kiln-boot", &image))?;
+    let mut args = std::env::args().skip(1);
+    let image = args.next().context("usage: kiln-boot IMAGE [QEMU ARGS…]")?;
+    let mut cfg = VmConfig::new("kiln-boot", &image);
+    // Extra QEMU arguments, e.g. a NoCloud seed: -drive if=virtio,format=raw,file=seed.img
+    cfg.extra_args.extend(args);
+    let mut vm = Vm::start(cfg)?;
     let ready = vm.wait_event("ready", Duration::from_secs(180))?;
     let ready_s = vm.elapsed().as_secs_f64();
     for e in vm.events() {
