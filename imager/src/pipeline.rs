@@ -226,6 +226,7 @@ fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
     rootfs::ca_bundle(&mut tree)?;
     let search = overlay_search(opts);
     rootfs::apply_overlays(&mut tree, &spec.overlays, &search)?;
+    rootfs::fix_secret_modes(&mut tree)?;
     lock.artifacts = artifacts::add(&spec.artifacts, &mut tree, &cache)?;
     tree.add_file("usr/sbin/init", 0o755, init)?;
 

@@ -203,6 +203,25 @@ pub fn drop_modules(tree: &mut Tree, release: &str, prefixes: &[String]) {
     }
 }
 
+/// Secrets get the modes Debian gives them whatever the source tree said (git keeps only
+/// the executable bit): root-owned, group `shadow` (42), not world-readable.
+pub fn fix_secret_modes(tree: &mut Tree) -> Result<(), RootfsError> {
+    for path in ["etc/shadow", "etc/gshadow"] {
+        if let Some(e) = tree.get(path).cloned() {
+            tree.insert(
+                path,
+                Entry {
+                    mode: 0o640,
+                    uid: 0,
+                    gid: 42,
+                    ..e
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
 /// Copies overlays over the tree. `base` is embedded in kiln and used when no folder is found.
 pub fn apply_overlays(
     tree: &mut Tree,
@@ -245,6 +264,17 @@ mod tests {
         ] {
             assert_eq!(dropped(p), want, "{p}");
         }
+    }
+
+    #[test]
+    fn shadow_is_not_world_readable() {
+        let mut t = Tree::new();
+        t.add_file("etc/shadow", 0o644, b"root:*::0:::::\n".to_vec())
+            .unwrap();
+        fix_secret_modes(&mut t).unwrap();
+        let e = t.get("etc/shadow").unwrap();
+        assert_eq!((e.mode, e.uid, e.gid), (0o640, 0, 42));
+        assert!(t.get("etc/gshadow").is_none());
     }
 
     #[test]
