@@ -153,6 +153,55 @@ fn check_state_on_host(state: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A seed whose user-data is invalid: `config_error` naming the cause, then `fatal` and
+/// maintenance — and nothing applied (no `config_applied`, no service started).
+fn broken_config(dir: &Path, base: &Path) -> Result<()> {
+    let bad = "#cloud-config\nwrite_files:\n  - path: relative/file\n    content: x\n";
+    std::fs::write(dir.join("bad-user-data"), bad)?;
+    let d = |n: &str| dir.join(n).display().to_string();
+    tool_ok(
+        "cloud-localds",
+        &[&d("bad-seed.img"), &d("bad-user-data"), &d("meta-data")],
+    )?;
+    let mut cfg = VmConfig::new("nocloud-broken", base);
+    cfg.extra_args.extend(
+        [
+            "-drive",
+            &format!(
+                "if=virtio,format=raw,readonly=on,file={}",
+                d("bad-seed.img")
+            ),
+        ]
+        .map(String::from),
+    );
+    let mut vm = Vm::start(cfg)?;
+    let fatal = vm.wait_event("fatal", Duration::from_secs(240))?;
+    let events = vm.events();
+    let err = events_named(&events, "config_error");
+    assert_eq!(err.len(), 1, "{events:?}");
+    assert_eq!(err[0]["source"], "nocloud:/dev/vdb", "{}", err[0]);
+    let reason = err[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("user-data") && reason.contains("relative/file"),
+        "{reason}"
+    );
+    assert!(
+        fatal["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("node configuration"),
+        "{fatal}"
+    );
+    for never in ["config_applied", "service_starting", "ready"] {
+        assert!(
+            events_named(&events, never).is_empty(),
+            "{never} after a broken config: {events:?}"
+        );
+    }
+    vm.wait_console("maintenance", Duration::from_secs(30))?;
+    Ok(())
+}
+
 #[test]
 fn nocloud_seed_applies_once_and_persists_on_state() -> Result<()> {
     if !require_qemu(Arch::X86_64) || !image::require_tools(TOOLS) {
@@ -226,6 +275,8 @@ fn nocloud_seed_applies_once_and_persists_on_state() -> Result<()> {
     assert_eq!(skipped[0]["instance_id"], "iid-kiln-test-1", "{second:?}");
     let applied = events_named(&second, "config_applied");
     assert_eq!(applied[0]["users"].as_u64(), Some(0), "{}", applied[0]);
+
+    broken_config(&dir, &base)?;
     std::fs::remove_dir_all(&dir)?;
     Ok(())
 }
