@@ -94,10 +94,19 @@ pub fn stage2() -> Event {
 }
 
 /// `ready` {boot_seconds}: stage 2 is up and serving signals.
-pub fn ready(boot: Duration) -> Event {
+pub fn ready(boot: Duration, vmhwm_kib: Option<u64>) -> Event {
     let mut event = Event::new("ready");
     event.fields.push(("boot_seconds", Value::Seconds(boot)));
+    if let Some(kib) = vmhwm_kib {
+        event.fields.push(("init_vmhwm_kib", Value::Uint(kib)));
+    }
     event
+}
+
+/// `VmHWM` (peak resident set, KiB) from a /proc/<pid>/status text.
+pub fn vmhwm_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// `shutdown` {action}: `poweroff` or `reboot`.
@@ -166,6 +175,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn ready_carries_peak_rss() {
+        let status = "Name:\tinit\nVmPeak:\t   9000 kB\nVmHWM:\t    4321 kB\n";
+        assert_eq!(vmhwm_kib(status), Some(4321));
+        assert_eq!(vmhwm_kib("Name:\tinit\n"), None);
+        assert_eq!(
+            encode(&ready(ms(8863), Some(4321)), ms(8866)),
+            r#"{"ts":8.866,"event":"ready","boot_seconds":8.863,"init_vmhwm_kib":4321}"#
+        );
+    }
+
+    #[test]
     fn network_events_carry_json_arrays() {
         use crate::net::{IfaceStatus, NetEvent};
         let online = NetEvent::Online {
@@ -219,7 +239,7 @@ mod tests {
             ),
             (stage2(), ms(0), r#"{"ts":0.000,"event":"stage2"}"#),
             (
-                ready(Duration::new(3, 999_999_999)),
+                ready(Duration::new(3, 999_999_999), None),
                 ms(3_999),
                 r#"{"ts":3.999,"event":"ready","boot_seconds":3.999}"#,
             ),

@@ -93,7 +93,8 @@ pub fn serve(reporter: &mut Reporter, signals: Option<SignalFd>, mut svcs: Optio
             ready_sent = true;
             let boot = sys::boottime();
             reporter.info(&format!("ready after {:.3} s", boot.as_secs_f64()));
-            reporter.event(&events::ready(boot));
+            let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+            reporter.event(&events::ready(boot, events::vmhwm_kib(&status)));
         }
         let timeout = svcs.as_ref().and_then(Services::timeout);
         let sig = match signals.wait_timeout(timeout) {
