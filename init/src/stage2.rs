@@ -79,8 +79,11 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage2Error> {
     // Parsed, validated, persisted and applied before any service starts; a broken config
     // is fatal here (config_error, then maintenance) and nothing of it was applied.
     let cfg = firstboot::configure(reporter, &cmdline, persistent).map_err(Stage2Error::Config)?;
-    let mut svcs = services::services(vec![services::containerd()], reporter.is_debug())
-        .map_err(Stage2Error::Services)?;
+    let mut svcs = services::services(
+        vec![services::containerd(), services::image_import()],
+        reporter.is_debug(),
+    )
+    .map_err(Stage2Error::Services)?;
     svcs.start(&mut |e| reporter.event(e));
     let buttons = crate::powerbutton::watch(Path::new("/sys"), Path::new("/dev"));
     reporter.debug(&format!("watching {buttons} power button(s)"));

@@ -55,9 +55,10 @@ fn stop_services(reporter: &mut Reporter, signals: &mut SignalFd, svcs: &mut Ser
 
 fn all_ready(svcs: &Services) -> bool {
     let sup = svcs.supervisor();
+    // A one-shot that finished (Exited) counts: boot is complete.
     sup.specs()
         .iter()
-        .all(|s| sup.phase(&s.name) == Some(Phase::Ready))
+        .all(|s| matches!(sup.phase(&s.name), Some(Phase::Ready | Phase::Exited)))
 }
 
 /// Makes Ctrl-Alt-Del send SIGINT to PID 1 instead of rebooting at once.

@@ -1,7 +1,9 @@
 //! First boot from a NoCloud seed made by Debian's `cloud-localds` (a tool we did not
 //! write), then a reboot of the same disk:
 //! - boot 1: STATE grown and formatted, config found on the seed, user + key + file +
-//!   runcmd applied, static network from network-config v2; ACPI poweroff;
+//!   runcmd applied, static network from network-config v2; the OCI archive baked into the
+//!   image (built here from Debian's busybox-static) imported into containerd offline and
+//!   run as a container whose output reaches the console; ACPI poweroff;
 //! - on the host: the STATE partition read with `debugfs` (file contents and modes);
 //! - boot 2: STATE mounted as is, per-instance work skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -15,15 +17,25 @@ use qemu_tests::image::{self, tool_ok};
 use qemu_tests::{require_qemu, Arch, Vm, VmConfig};
 use serde_json::Value;
 
-const TOOLS: &[&str] = &["cloud-localds", "debugfs", "qemu-img", "sfdisk"];
+const TOOLS: &[&str] = &[
+    "cloud-localds",
+    "debugfs",
+    "qemu-img",
+    "sfdisk",
+    "python3",
+    "busybox",
+];
 const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKilnTestKeyNotARealKey000000000000000000000 ops@test";
 
 fn user_data() -> String {
     format!(
-        "#cloud-config\nhostname: node-a\nusers:\n  - name: ops\n    groups: [adm]\n    ssh_authorized_keys:\n      - {KEY}\nwrite_files:\n  - path: /etc/kiln-test/hello.txt\n    content: aGVsbG8gZnJvbSBjbG91ZC1pbml0Cg==\n    encoding: b64\n    permissions: '0640'\nruncmd:\n  - echo runcmd-ran > /var/lib/kiln-runcmd\npackages: [vim]\n"
+        "#cloud-config\nhostname: node-a\nusers:\n  - name: ops\n    groups: [adm]\n    ssh_authorized_keys:\n      - {KEY}\nwrite_files:\n  - path: /etc/kiln-test/hello.txt\n    content: aGVsbG8gZnJvbSBjbG91ZC1pbml0Cg==\n    encoding: b64\n    permissions: '0640'\nruncmd:\n  - echo runcmd-ran > /var/lib/kiln-runcmd\n  - {CONTAINER}\npackages: [vim]\n"
     )
 }
+
+/// Waits (in the background, boot goes on) for the image import, then runs the container.
+const CONTAINER: &str = "( while [ ! -e /run/kiln/images-imported ]; do busybox sleep 1; done; ctr -n k8s.io run --rm docker.io/kiln/busybox:test kiln-t1 /bin/echo kiln-container-ok ) > /dev/console 2>&1 &";
 
 const META_DATA: &str = "instance-id: iid-kiln-test-1\nlocal-hostname: node-a\n";
 /// QEMU's first NIC has MAC 52:54:00:12:34:56; slirp routes 10.0.2.0/24 via 10.0.2.2.
@@ -33,7 +45,7 @@ fn events_named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
     events.iter().filter(|e| e["event"] == name).collect()
 }
 
-fn boot(name: &str, disk: &Path, seed: &Path) -> Result<Vec<Value>> {
+fn boot(name: &str, disk: &Path, seed: &Path, console: Option<&str>) -> Result<Vec<Value>> {
     let mut cfg = VmConfig::new(name, disk);
     cfg.snapshot = false;
     cfg.extra_args.extend(
@@ -45,6 +57,9 @@ fn boot(name: &str, disk: &Path, seed: &Path) -> Result<Vec<Value>> {
     );
     let mut vm = Vm::start(cfg)?;
     vm.wait_event("ready", Duration::from_secs(240))?;
+    if let Some(needle) = console {
+        vm.wait_console(needle, Duration::from_secs(180))?;
+    }
     let events = vm.events();
     for e in &events {
         eprintln!("{name}: event {e}");
@@ -108,7 +123,14 @@ fn check_first_boot(ev: &[Value]) {
         "{}",
         applied[0]
     );
-    assert_eq!(applied[0]["commands"].as_u64(), Some(1), "{}", applied[0]);
+    assert_eq!(applied[0]["commands"].as_u64(), Some(2), "{}", applied[0]);
+    let imported = events_named(ev, "service_exited");
+    assert!(
+        imported
+            .iter()
+            .any(|e| e["service"] == "image-import" && e["code"] == 0),
+        "image import did not finish cleanly: {ev:?}"
+    );
     assert!(events_named(ev, "command_failed").is_empty(), "{ev:?}");
     let unsupported: Vec<_> = events_named(ev, "unsupported")
         .iter()
@@ -151,6 +173,29 @@ fn check_state_on_host(state: &Path) -> Result<()> {
     let copy = debugfs(state, "cat /lib/kiln/config/meta-data")?;
     assert_eq!(copy, META_DATA, "persisted config copy");
     Ok(())
+}
+
+/// The default spec plus busybox-static (a `sleep` for the runcmd) and an OCI archive of
+/// busybox built by testdata/make-oci.py, baked under /usr/share/kiln/images.
+fn image_spec(dir: &Path) -> Result<PathBuf> {
+    let oci = dir.join("busybox-oci.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-oci.py");
+    let d = |p: &Path| p.display().to_string();
+    tool_ok("python3", &[d(&script), "/bin/busybox".into(), d(&oci)])?;
+    let digest = image::sha256(&oci)?;
+    let base =
+        kiln_imager::spec::DEFAULT_SPEC.replace("\"dash\",", "\"dash\",\n    \"busybox-static\",");
+    ensure!(
+        base.contains("busybox-static"),
+        "default spec changed: no dash entry"
+    );
+    let text = format!(
+        "{base}\n[[artifact]]\ndest = \"/usr/share/kiln/images/busybox.tar\"\npath = \"{}\"\nsha256 = \"{digest}\"\n",
+        d(&oci)
+    );
+    let spec = dir.join("node.toml");
+    std::fs::write(&spec, text)?;
+    Ok(spec)
 }
 
 /// A seed whose user-data is invalid: `config_error` naming the cause, then `fatal` and
@@ -210,7 +255,9 @@ fn nocloud_seed_applies_once_and_persists_on_state() -> Result<()> {
     let dir = image::target_dir().join("qemu-tests/nocloud");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
+    let spec = image_spec(&dir)?;
     let report = pipeline::build(&BuildOptions {
+        spec: Some(spec),
         out: dir.join("img"),
         quiet: true,
         ..BuildOptions::default()
@@ -258,11 +305,11 @@ fn nocloud_seed_applies_once_and_persists_on_state() -> Result<()> {
         ],
     )?;
 
-    let first = boot("nocloud-1", &disk, &seed)?;
+    let first = boot("nocloud-1", &disk, &seed, Some("kiln-container-ok"))?;
     check_first_boot(&first);
     check_state_on_host(&state_partition(&disk, &dir)?)?;
 
-    let second = boot("nocloud-2", &disk, &seed)?;
+    let second = boot("nocloud-2", &disk, &seed, None)?;
     let mounted = events_named(&second, "state_mounted");
     assert_eq!(
         (

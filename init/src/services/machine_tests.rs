@@ -172,3 +172,27 @@ fn restart_policies_decide_on_the_exit() {
         run(title, specs, &steps);
     }
 }
+
+#[test]
+fn one_shot_after_a_ready_service_ends_exited() {
+    use super::harness::World;
+    let specs = vec![
+        svc("a", &[], true, Always),
+        svc("imp", &["a"], true, OnFailure),
+    ];
+    let mut w = World::new(specs);
+    let mut log = Vec::new();
+    for op in [
+        Start,
+        Up("a"),
+        Advance(300),
+        Up("imp"),
+        Exit("imp", Exit::Code(0)),
+        Advance(300),
+    ] {
+        log.extend(w.step(op));
+    }
+    let sup = w.exec.supervisor();
+    assert_eq!(sup.phase("a"), Some(Phase::Ready), "{log:?}");
+    assert_eq!(sup.phase("imp"), Some(Phase::Exited), "{log:?}");
+}

@@ -35,7 +35,7 @@ pub use exec::{Clock, Executor, Prober, SpawnError, Spawner};
 pub use logs::{EventQueue, Rotation};
 pub use machine::{Action, Phase, Pid, Supervisor, Timing};
 pub use process::{BootClock, ProcessSpawner, SysProber};
-pub use spec::{containerd, Readiness, RestartPolicy, ServiceSpec, SpecError};
+pub use spec::{containerd, image_import, Readiness, RestartPolicy, ServiceSpec, SpecError};
 
 /// `log` events per second per service when verbose.
 pub const FORWARD_PER_SECOND: u32 = 50;

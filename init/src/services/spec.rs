@@ -99,6 +99,23 @@ pub fn containerd() -> ServiceSpec {
     spec
 }
 
+/// Marker the image import writes when done; its readiness check.
+pub const IMAGES_IMPORTED: &str = "/run/kiln/images-imported";
+
+/// One-shot: imports the OCI archives baked under /usr/share/kiln/images into containerd's
+/// `k8s.io` namespace (offline; importing an image twice is a no-op), after containerd.
+pub fn image_import() -> ServiceSpec {
+    let script = format!(
+        "set -e; for f in /usr/share/kiln/images/*.tar; do [ -e \"$f\" ] || continue; \
+         echo \"importing $f\"; /usr/bin/ctr -n k8s.io images import \"$f\"; done; : > {IMAGES_IMPORTED}"
+    );
+    let mut spec = ServiceSpec::new("image-import", &["/bin/sh", "-c", &script]);
+    spec.after = vec!["containerd".into()];
+    spec.ready = Readiness::File(IMAGES_IMPORTED.into());
+    spec.restart = RestartPolicy::OnFailure;
+    spec
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
