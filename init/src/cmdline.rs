@@ -97,7 +97,7 @@ fn parse_root(value: &str) -> Result<String, CmdlineError> {
 }
 
 /// Splits on whitespace outside double quotes and drops the quotes, like the kernel.
-fn split(cmdline: &str) -> Vec<String> {
+pub(crate) fn split(cmdline: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut current = String::new();
     let mut quoted = false;

@@ -119,17 +119,9 @@ impl Runner for SysRunner {
 /// services::process).
 #[allow(unsafe_code)]
 fn reset_signal_mask(cmd: &mut StdCommand) {
-    // SAFETY: the closure runs between fork and exec and only makes async-signal-safe
-    // calls (sigemptyset, sigprocmask) on stack data; it neither allocates nor locks.
+    // SAFETY: the hook runs between fork and exec and only makes async-signal-safe calls
+    // (sigemptyset, sigprocmask) on stack data; it neither allocates nor locks.
     unsafe {
-        cmd.pre_exec(|| {
-            // SAFETY: sigset_t is plain data, initialised by sigemptyset before use.
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            if libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut()) == -1 {
-                return Err(io::Error::last_os_error());
-            }
-            Ok(())
-        });
+        cmd.pre_exec(crate::services::process::empty_signal_mask);
     }
 }

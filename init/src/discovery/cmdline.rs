@@ -21,7 +21,7 @@ pub struct Args {
 /// Picks `kiln.config=` and `ds=` from a command line (last one wins, like the kernel).
 pub fn parse(cmdline: &str) -> Args {
     let mut args = Args::default();
-    for word in split(cmdline) {
+    for word in crate::cmdline::split(cmdline) {
         if let Some(v) = word.strip_prefix("kiln.config=") {
             args.inline = Some(v.to_string());
         } else if let Some(v) = word.strip_prefix("ds=") {
@@ -135,26 +135,4 @@ impl Provider for Cmdline {
         let sources = NOCLOUD.collect(contents, &origin)?;
         Ok(Some(Found::new(sources, origin)))
     }
-}
-
-/// Splits on whitespace outside double quotes and drops the quotes, like the kernel.
-fn split(cmdline: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    for c in cmdline.chars() {
-        match c {
-            '"' => quoted = !quoted,
-            c if c.is_whitespace() && !quoted => {
-                if !current.is_empty() {
-                    words.push(std::mem::take(&mut current));
-                }
-            }
-            c => current.push(c),
-        }
-    }
-    if !current.is_empty() {
-        words.push(current);
-    }
-    words
 }

@@ -138,6 +138,13 @@ fn child_setup() -> io::Result<()> {
     if unsafe { libc::setsid() } == -1 {
         return Err(io::Error::last_os_error());
     }
+    empty_signal_mask()
+}
+
+/// In a child between fork and exec: unblock every signal (PID 1 blocks some for its
+/// signalfd and std's Command inherits the mask). Async-signal-safe: stack data only.
+#[allow(unsafe_code)]
+pub(crate) fn empty_signal_mask() -> io::Result<()> {
     // SAFETY: sigset_t is plain data; sigemptyset initialises it before use.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid, writable sigset_t; the old mask is not requested.
