@@ -1,0 +1,10 @@
+//! The local load balancer in front of the API servers (issue 4): IPVS over generic
+//! netlink, a reconciler of desired vs observed state, and per-backend health checks.
+
+#[cfg(test)]
+pub mod fake;
+pub mod health;
+pub mod ipvs;
+pub mod model;
+pub mod probe;
+pub mod reconcile;
