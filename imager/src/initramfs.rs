@@ -27,6 +27,8 @@ const COMMON_MODULES: &[&str] = &[
     "vfat",
     "nls_cp437",
     "nls_iso8859_1",
+    // vfat's default iocharset in Debian kernels (CONFIG_FAT_DEFAULT_IOCHARSET="ascii").
+    "nls_ascii",
     "isofs",
     "ext4",
 ];

@@ -121,6 +121,24 @@ pub fn fatal(error: &str, stage: u8) -> Event {
         .uint("stage", u64::from(stage))
 }
 
+/// `log_end` {service, lines}: the end of a `log` stream.
+pub fn log_end(service: &str, lines: usize) -> Event {
+    Event::new("log_end")
+        .str("service", service)
+        .uint("lines", lines as u64)
+}
+
+/// `request_error` {reason}: a request on the event port was refused.
+pub fn request_error(reason: &str) -> Event {
+    Event::new("request_error").str("reason", reason)
+}
+
+/// `network_released` {dhcp_clients}: the DHCP clients sent their DHCPRELEASE (if they
+/// held a lease), removed their addresses and stopped, at shutdown.
+pub fn network_released(dhcp_clients: usize) -> Event {
+    Event::new("network_released").uint("dhcp_clients", dhcp_clients as u64)
+}
+
 /// Encodes `event` as one JSON object (no trailing newline).
 pub fn encode(event: &Event, ts: Duration) -> String {
     let mut out = String::with_capacity(64);

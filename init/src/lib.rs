@@ -15,9 +15,11 @@ pub mod blockdev;
 pub mod chain;
 pub mod cmdline;
 pub mod config;
+pub mod control;
 pub mod discovery;
 pub mod events;
 pub mod firstboot;
+pub mod lb;
 pub mod modules;
 pub mod mountinfo;
 pub mod mounts;
@@ -95,7 +97,9 @@ fn maintenance(reporter: &mut Reporter, stage: u8, reason: &str) -> ! {
         }
     };
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        supervise::serve(reporter, signals, None);
+        // Stage 2 keeps the node reachable: DHCPv4 on every wired NIC, as with no config.
+        let dhcp = (stage == 2).then(|| stage2::maintenance_network(reporter));
+        supervise::serve(reporter, signals, None, dhcp.flatten());
     }));
     // Only a panic inside `serve` gets here: keep reaping, PID 1 must not exit.
     loop {

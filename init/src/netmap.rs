@@ -47,6 +47,22 @@ pub fn links(sys_root: &Path) -> Vec<LinkInfo> {
     out
 }
 
+/// Renames `set_name` asks for (v1 `name` with a `mac_address`, v2 `set-name`): `(current,
+/// new)` for each link whose first matching interface entry names it differently.
+pub fn renames(cfg: &NetworkConfig, links: &[LinkInfo]) -> Vec<(String, String)> {
+    links
+        .iter()
+        .filter_map(|link| {
+            let entry = cfg
+                .interfaces
+                .iter()
+                .find(|i| i.r#match.matches(&link.name, link.mac.map(Mac)))?;
+            let new = entry.set_name.as_ref()?.as_str();
+            (new != link.name).then(|| (link.name.clone(), new.to_string()))
+        })
+        .collect()
+}
+
 /// The plan for `cfg` on `links`: each link takes the first interface entry matching it;
 /// links no entry matches stay down. `None` for the default config (caller uses
 /// [`crate::net::default_plan`]).
@@ -111,6 +127,23 @@ mod tests {
             name: name.into(),
             mac: parse_mac(mac),
         }
+    }
+
+    #[test]
+    fn renames_follow_set_name() {
+        let v1 = "version: 1\nconfig:\n  - type: physical\n    name: lan0\n    mac_address: '52:54:00:00:00:01'\n    subnets: [{type: dhcp}]\n  - type: physical\n    name: keep0\n    mac_address: '52:54:00:00:00:02'\n    subnets: [{type: dhcp}]\n";
+        let cfg = net_of(v1);
+        let links = [
+            link("enp0s2", "52:54:00:00:00:01"),
+            link("keep0", "52:54:00:00:00:02"),
+            link("enp0s4", "52:54:00:00:00:03"),
+        ];
+        assert_eq!(
+            renames(&cfg, &links),
+            vec![("enp0s2".to_string(), "lan0".to_string())]
+        );
+        let v2 = "version: 2\nethernets:\n  e:\n    match: {name: 'en*'}\n    dhcp4: true\n";
+        assert!(renames(&net_of(v2), &links).is_empty());
     }
 
     #[test]

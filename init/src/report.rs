@@ -49,7 +49,16 @@ pub struct Reporter {
     dev_root: PathBuf,
     clock: fn() -> Duration,
     debug: bool,
+    /// Bytes of an unfinished request line read from the port.
+    pending: Vec<u8>,
+    /// After a hang-up (host not connected) the port is not polled again until then.
+    quiet_until: Option<Instant>,
 }
+
+/// Longest request line accepted; longer ones are dropped whole.
+const MAX_REQUEST: usize = 4096;
+/// How long a hung-up port is left alone before reads are tried again.
+const HUP_BACKOFF: Duration = Duration::from_secs(1);
 
 impl Reporter {
     /// The real reporter: stdout (/dev/console for PID 1), /sys, /dev, CLOCK_BOOTTIME.
@@ -75,6 +84,8 @@ impl Reporter {
             dev_root,
             clock,
             debug: false,
+            pending: Vec::new(),
+            quiet_until: None,
         }
     }
 
@@ -108,6 +119,7 @@ impl Reporter {
             return;
         };
         let opened = OpenOptions::new()
+            .read(true)
             .write(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
             .open(&path);
@@ -138,6 +150,61 @@ impl Reporter {
     }
 }
 
+impl Reporter {
+    /// The port's descriptor while requests may arrive on it (for poll(2)).
+    pub fn port_fd(&mut self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        if self.quiet_until.is_some_and(|t| Instant::now() < t) {
+            return None;
+        }
+        self.open_port();
+        match &self.port {
+            Port::Open(file) => Some(file.as_raw_fd()),
+            Port::Missing | Port::GivenUp => None,
+        }
+    }
+
+    /// Complete request lines the host wrote to the port since the last call; never
+    /// blocks. Lines over 4 KiB are dropped.
+    pub fn read_requests(&mut self) -> Vec<String> {
+        use std::io::Read;
+        let Port::Open(file) = &mut self.port else {
+            return Vec::new();
+        };
+        let mut buf = [0u8; 4096];
+        loop {
+            match file.read(&mut buf) {
+                Ok(0) => {
+                    self.quiet_until = Some(Instant::now() + HUP_BACKOFF);
+                    break;
+                }
+                Ok(n) => self
+                    .pending
+                    .extend_from_slice(buf.get(..n).unwrap_or_default()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        split_lines(&mut self.pending)
+    }
+}
+
+/// Takes the complete lines out of `pending` (an overlong unfinished line is dropped).
+fn split_lines(pending: &mut Vec<u8>) -> Vec<String> {
+    let mut lines = Vec::new();
+    while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+        let line: Vec<u8> = pending.drain(..=end).collect();
+        let text = String::from_utf8_lossy(&line).trim().to_string();
+        if !text.is_empty() && line.len() <= MAX_REQUEST {
+            lines.push(text);
+        }
+    }
+    if pending.len() > MAX_REQUEST {
+        pending.clear();
+    }
+    lines
+}
+
 /// Writes all of `bytes` to a non-blocking fd, waiting for POLLOUT at most `budget`.
 fn write_with_budget(file: &mut File, mut bytes: &[u8], budget: Duration) -> io::Result<()> {
     let deadline = Instant::now() + budget;
@@ -165,6 +232,21 @@ mod tests {
     use crate::testutil::TempDir;
     use std::cell::RefCell;
     use std::rc::Rc;
+
+    #[test]
+    fn splits_request_lines() {
+        let mut pending = b"{\"a\":1}\n\n{\"b\"".to_vec();
+        assert_eq!(split_lines(&mut pending), vec!["{\"a\":1}".to_string()]);
+        assert_eq!(pending, b"{\"b\"");
+        pending.extend_from_slice(b":2}\r\n");
+        assert_eq!(split_lines(&mut pending), vec!["{\"b\":2}".to_string()]);
+        let mut long = vec![b'x'; MAX_REQUEST + 10];
+        assert!(split_lines(&mut long).is_empty());
+        assert!(long.is_empty(), "an overlong partial line is dropped");
+        let mut long = vec![b'x'; MAX_REQUEST + 10];
+        long.extend_from_slice(b"\nok\n");
+        assert_eq!(split_lines(&mut long), vec!["ok".to_string()]);
+    }
 
     #[test]
     fn finds_the_named_port() {

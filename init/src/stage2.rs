@@ -87,9 +87,40 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage2Error> {
     svcs.start(&mut |e| reporter.event(e));
     let buttons = crate::powerbutton::watch(Path::new("/sys"), Path::new("/dev"));
     reporter.debug(&format!("watching {buttons} power button(s)"));
-    // Lives as long as PID 1: it renews the DHCP leases.
-    let _net = bring_network(reporter, &cfg);
-    supervise::serve(reporter, Some(signals), Some(svcs))
+    // Lives as long as PID 1: it renews the DHCP leases and releases them at shutdown.
+    let hostname = cfg.hostname.as_ref().map(|h| h.as_str().to_string());
+    let dhcp = bring_network(reporter, &cfg.network, hostname);
+    supervise::serve(reporter, Some(signals), Some(svcs), dhcp)
+}
+
+/// The default network (DHCPv4 everywhere) for maintenance after a stage 2 failure.
+pub fn maintenance_network(reporter: &mut Reporter) -> Option<net::DhcpKeeper> {
+    bring_network(reporter, &crate::config::NetworkConfig::default(), None)
+}
+
+/// Applies the configured interface names before planning (links are still down).
+fn rename_links(
+    reporter: &mut Reporter,
+    network: &crate::config::NetworkConfig,
+    nl: &mut dyn net::Netlink,
+) {
+    let renames = crate::netmap::renames(network, &crate::netmap::links(Path::new("/sys")));
+    if renames.is_empty() {
+        return;
+    }
+    let links = nl.links().unwrap_or_default();
+    for (old, new) in renames {
+        let Some(link) = links.iter().find(|l| l.name == old) else {
+            continue;
+        };
+        match nl.set_name(link.index, &new) {
+            Ok(()) => reporter.info(&format!("network: renamed {old} to {new}")),
+            Err(e) => reporter.info(&format!(
+                "network: rename {old} to {new}: {}",
+                crate::chain::error_chain(&e)
+            )),
+        }
+    }
 }
 
 /// How long boot waits for addresses before `network_timeout` (DHCP goes on after it).
@@ -100,11 +131,19 @@ const NETWORK_TIMEOUT: Duration = Duration::from_secs(20);
 /// boots and keeps its console.
 fn bring_network(
     reporter: &mut Reporter,
-    cfg: &crate::config::NodeConfig,
+    network: &crate::config::NetworkConfig,
+    hostname: Option<String>,
 ) -> Option<net::DhcpKeeper> {
-    let hostname = cfg.hostname.as_ref().map(|h| h.as_str().to_string());
+    let mut nl = match net::RtNetlink::new() {
+        Ok(nl) => nl,
+        Err(e) => {
+            reporter.info(&format!("netlink: {}", crate::chain::error_chain(&e)));
+            return None;
+        }
+    };
+    rename_links(reporter, network, &mut nl);
     let links = crate::netmap::links(Path::new("/sys"));
-    let planned = crate::netmap::plan(&cfg.network, &links, hostname.clone()).map(Ok);
+    let planned = crate::netmap::plan(network, &links, hostname.clone()).map(Ok);
     let plan = match planned.unwrap_or_else(|| net::default_plan(Path::new("/sys"))) {
         Ok(mut p) => {
             p.hostname = p.hostname.or(hostname);
@@ -112,13 +151,6 @@ fn bring_network(
         }
         Err(e) => {
             reporter.info(&format!("network plan: {}", crate::chain::error_chain(&e)));
-            return None;
-        }
-    };
-    let nl = match net::RtNetlink::new() {
-        Ok(nl) => nl,
-        Err(e) => {
-            reporter.info(&format!("netlink: {}", crate::chain::error_chain(&e)));
             return None;
         }
     };

@@ -12,7 +12,7 @@ use crate::events;
 use crate::report::Reporter;
 use crate::services::{Exit, Phase, Services};
 use crate::shutdown::{self, Action};
-use crate::sys::{self, Reaped, SignalFd};
+use crate::sys::{self, Reaped, SignalFd, Wake};
 
 /// Signals PID 1 handles; block them as early as possible.
 pub const SIGNALS: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGUSR2];
@@ -61,6 +61,31 @@ fn all_ready(svcs: &Services) -> bool {
         .all(|s| matches!(sup.phase(&s.name), Some(Phase::Ready | Phase::Exited)))
 }
 
+/// Answers the requests waiting on the event port (at most a burst per wake-up).
+fn answer_requests(reporter: &mut Reporter, svcs: Option<&Services>) {
+    let names: Vec<&str> = svcs
+        .map(|s| {
+            s.supervisor()
+                .specs()
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    let log_dir = std::path::Path::new(crate::services::spec::LOG_DIR);
+    let lines = reporter.read_requests();
+    for (i, line) in lines.iter().enumerate() {
+        let answer = if i < crate::control::BURST {
+            crate::control::answer(line, &names, log_dir)
+        } else {
+            vec![events::request_error("too many requests at once")]
+        };
+        for e in &answer {
+            reporter.event(e);
+        }
+    }
+}
+
 /// Makes Ctrl-Alt-Del send SIGINT to PID 1 instead of rebooting at once.
 pub fn disable_ctrl_alt_del(reporter: &mut Reporter) {
     if let Err(e) = sys::reboot(libc::RB_DISABLE_CAD) {
@@ -71,7 +96,12 @@ pub fn disable_ctrl_alt_del(reporter: &mut Reporter) {
 /// Serves signals forever. Without a signalfd (creation failed) it still reaps, once a
 /// second, but cannot shut down on request. With services, `ready` is emitted once every
 /// service is ready (boot is complete then); without, it was emitted by the caller.
-pub fn serve(reporter: &mut Reporter, signals: Option<SignalFd>, mut svcs: Option<Services>) -> ! {
+pub fn serve(
+    reporter: &mut Reporter,
+    signals: Option<SignalFd>,
+    mut svcs: Option<Services>,
+    mut dhcp: Option<crate::net::DhcpKeeper>,
+) -> ! {
     let Some(mut signals) = signals else {
         reporter.info("no signalfd: reaping only, shutdown requests are ignored");
         loop {
@@ -98,9 +128,14 @@ pub fn serve(reporter: &mut Reporter, signals: Option<SignalFd>, mut svcs: Optio
             reporter.event(&events::ready(boot, events::vmhwm_kib(&status)));
         }
         let timeout = svcs.as_ref().and_then(Services::timeout);
-        let sig = match signals.wait_timeout(timeout) {
-            Ok(Some(sig)) => sig,
-            Ok(None) => continue,
+        let port = reporter.port_fd();
+        let sig = match signals.wait_either(timeout, port) {
+            Ok(Wake::Signal(sig)) => sig,
+            Ok(Wake::Readable) => {
+                answer_requests(reporter, svcs.as_ref());
+                continue;
+            }
+            Ok(Wake::Timeout) => continue,
             Err(e) => {
                 reporter.info(&format!("read signalfd: {e}"));
                 std::thread::sleep(Duration::from_secs(1));
@@ -112,6 +147,10 @@ pub fn serve(reporter: &mut Reporter, signals: Option<SignalFd>, mut svcs: Optio
         };
         if let Some(svcs) = svcs.as_mut() {
             stop_services(reporter, &mut signals, svcs);
+        }
+        if let Some(mut keeper) = dhcp.take() {
+            let clients = keeper.release_all();
+            reporter.event(&events::network_released(clients));
         }
         let err = shutdown::shutdown(action, reporter);
         reporter.info(&crate::chain::error_chain(&err));

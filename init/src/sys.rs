@@ -226,6 +226,15 @@ fn sigset(signals: &[libc::c_int]) -> libc::sigset_t {
     set
 }
 
+/// Why [`SignalFd::wait_either`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    Signal(libc::c_int),
+    /// The other descriptor is readable (or hung up).
+    Readable,
+    Timeout,
+}
+
 /// A signalfd(2) for a set of signals that are blocked for normal delivery.
 ///
 /// Blocked signals are queued even for PID 1 (the kernel drops only default-action
@@ -259,21 +268,38 @@ impl SignalFd {
 
     /// Waits up to `timeout` (forever with `None`) for a signal; `None` on timeout.
     pub fn wait_timeout(&mut self, timeout: Option<Duration>) -> io::Result<Option<libc::c_int>> {
+        match self.wait_either(timeout, None)? {
+            Wake::Signal(sig) => Ok(Some(sig)),
+            Wake::Readable | Wake::Timeout => Ok(None),
+        }
+    }
+
+    /// Waits up to `timeout` for a signal or for `other` to become readable (or hung up).
+    pub fn wait_either(
+        &mut self,
+        timeout: Option<Duration>,
+        other: Option<std::os::fd::RawFd>,
+    ) -> io::Result<Wake> {
         let ms = timeout.map_or(-1, |t| {
             libc::c_int::try_from(t.as_millis()).unwrap_or(libc::c_int::MAX)
         });
-        let mut pfd = libc::pollfd {
-            fd: self.file.as_raw_fd(),
+        let pfd = |fd| libc::pollfd {
+            fd,
             events: libc::POLLIN,
             revents: 0,
         };
-        // SAFETY: `pfd` is a valid pollfd for one descriptor that outlives the call.
+        // A negative fd is ignored by poll(2).
+        let mut fds = [pfd(self.file.as_raw_fd()), pfd(other.unwrap_or(-1))];
+        // SAFETY: `fds` is a valid array of two pollfds that outlives the call.
         #[allow(unsafe_code)]
-        let n = unsafe { libc::poll(&mut pfd, 1, ms) };
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
         match n {
-            0 => Ok(None),
-            n if n > 0 => self.wait().map(Some),
-            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => Ok(None),
+            0 => Ok(Wake::Timeout),
+            n if n > 0 && fds[0].revents != 0 => self.wait().map(Wake::Signal),
+            n if n > 0 => Ok(Wake::Readable),
+            _ if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted => {
+                Ok(Wake::Timeout)
+            }
             _ => Err(io::Error::last_os_error()),
         }
     }

@@ -75,8 +75,10 @@ pub struct VmPaths {
     pub firmware_vars: PathBuf,
     /// Serial console log.
     pub serial: PathBuf,
-    /// Where the `kiln.events` port writes.
+    /// Where the harness copies what the `kiln.events` port writes.
     pub events: PathBuf,
+    /// The unix socket QEMU serves the `kiln.events` port on (requests go in here).
+    pub events_socket: PathBuf,
     /// QMP unix socket.
     pub qmp: PathBuf,
 }
@@ -101,7 +103,10 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel, paths: &VmPaths) -> Vec<String> {
     push(&["-drive", &code, "-drive", &vars]);
     let serial = format!("file,id=con,path={}", qemu_path(&paths.serial));
     push(&["-chardev", &serial, "-serial", "chardev:con"]);
-    let events = format!("file,id=ev,path={}", qemu_path(&paths.events));
+    let events = format!(
+        "socket,id=ev,path={},server=on,wait=off",
+        qemu_path(&paths.events_socket)
+    );
     let port = format!("virtserialport,bus=vser0.0,chardev=ev,name={EVENT_PORT}");
     push(&["-device", "virtio-serial-pci,id=vser0", "-chardev", &events]);
     push(&["-device", &port]);
@@ -135,6 +140,7 @@ mod tests {
             firmware_vars: "/a/vars.fd".into(),
             serial: "/a/serial.log".into(),
             events: "/a/events.jsonl".into(),
+            events_socket: "/a/events.sock".into(),
             qmp: "/a/qmp.sock".into(),
         }
     }
@@ -167,6 +173,11 @@ mod tests {
             &args,
             "-device",
             "virtserialport,bus=vser0.0,chardev=ev,name=kiln.events"
+        ));
+        assert!(has_pair(
+            &args,
+            "-chardev",
+            "socket,id=ev,path=/a/events.sock,server=on,wait=off"
         ));
         assert!(has_pair(
             &args,

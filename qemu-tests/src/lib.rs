@@ -33,6 +33,7 @@ mod artifacts;
 mod config;
 pub mod events;
 pub mod image;
+mod port;
 mod process;
 mod qmp;
 mod vm;

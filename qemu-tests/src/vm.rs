@@ -18,6 +18,7 @@ use crate::accel::Accel;
 use crate::artifacts::ArtifactDir;
 use crate::config::{qemu_args, VmConfig, VmPaths};
 use crate::events::{tail_lines, EventLog};
+use crate::port::EventPort;
 use crate::process::{kill_group, own_group};
 use crate::qmp::Qmp;
 
@@ -35,12 +36,15 @@ struct Sources {
     events_offset: u64,
 }
 
+type Parts = (Child, Qmp, EventPort, VmPaths, Accel, Instant);
+
 /// A running QEMU. Dropping it SIGKILLs QEMU's process group.
 #[derive(Debug)]
 pub struct Vm {
     child: Child,
     status: Option<ExitStatus>,
     qmp: Qmp,
+    port: EventPort,
     paths: VmPaths,
     sources: RefCell<Sources>,
     started: Instant,
@@ -64,7 +68,7 @@ impl Vm {
         }
     }
 
-    fn spawn(cfg: &VmConfig, dir: &ArtifactDir) -> Result<(Child, Qmp, VmPaths, Accel, Instant)> {
+    fn spawn(cfg: &VmConfig, dir: &ArtifactDir) -> Result<Parts> {
         let qemu = cfg.arch.find_qemu().map_err(|e| anyhow!(e))?;
         let firmware = cfg.arch.firmware().map_err(|e| anyhow!(e))?;
         let vars = dir.path().join("vars.fd");
@@ -75,7 +79,8 @@ impl Vm {
             firmware_vars: vars,
             serial: dir.path().join("serial.log"),
             events: dir.path().join("events.jsonl"),
-            qmp: socket_path(dir.path()),
+            qmp: socket_path(dir.path(), "qmp"),
+            events_socket: socket_path(dir.path(), "events"),
         };
         let accel = Accel::detect(cfg.arch);
         let args = qemu_args(cfg, accel, &paths);
@@ -93,8 +98,14 @@ impl Vm {
         let mut child = own_group(&mut cmd)
             .spawn()
             .with_context(|| format!("spawn {}", qemu.display()))?;
-        match connect_qmp(&mut child, &paths.qmp, &log_path) {
-            Ok(qmp) => Ok((child, qmp, paths, accel, started)),
+        let connected = connect_qmp(&mut child, &paths.qmp, &log_path).and_then(|qmp| {
+            Ok((
+                qmp,
+                EventPort::connect(&paths.events_socket, &paths.events)?,
+            ))
+        });
+        match connected {
+            Ok((qmp, port)) => Ok((child, qmp, port, paths, accel, started)),
             Err(e) => {
                 // Best effort: the start error below is what matters.
                 let _ = kill_group(&mut child);
@@ -103,12 +114,13 @@ impl Vm {
         }
     }
 
-    fn assemble(parts: (Child, Qmp, VmPaths, Accel, Instant), dir: ArtifactDir) -> Vm {
-        let (child, qmp, paths, accel, started) = parts;
+    fn assemble(parts: Parts, dir: ArtifactDir) -> Vm {
+        let (child, qmp, port, paths, accel, started) = parts;
         Vm {
             child,
             status: None,
             qmp,
+            port,
             paths,
             sources: RefCell::new(Sources::default()),
             started,
@@ -195,6 +207,11 @@ impl Vm {
     pub fn console(&self) -> String {
         self.poll();
         String::from_utf8_lossy(&self.sources.borrow().console).into_owned()
+    }
+
+    /// Sends one request line (JSON) to init over the `kiln.events` port.
+    pub fn send(&mut self, request: &Value) -> Result<()> {
+        self.port.send(request)
     }
 
     /// Runs a QMP command, e.g. `vm.qmp("query-status", None)`.
@@ -315,9 +332,11 @@ impl Drop for Vm {
                 eprintln!("kiln qemu-tests: kill QEMU {}: {e}", self.child.id());
             }
         }
-        if !self.paths.qmp.starts_with(self.dir.path()) {
-            // Best effort: a stale socket in the temp dir is harmless.
-            let _ = fs::remove_file(&self.paths.qmp);
+        for socket in [&self.paths.qmp, &self.paths.events_socket] {
+            if !socket.starts_with(self.dir.path()) {
+                // Best effort: a stale socket in the temp dir is harmless.
+                let _ = fs::remove_file(socket);
+            }
         }
     }
 }
@@ -334,8 +353,8 @@ fn read_from(path: &Path, offset: u64) -> Vec<u8> {
     buf
 }
 
-fn socket_path(dir: &Path) -> PathBuf {
-    let inside = dir.join("qmp.sock");
+fn socket_path(dir: &Path, name: &str) -> PathBuf {
+    let inside = dir.join(format!("{name}.sock"));
     if inside.as_os_str().len() <= MAX_SOCKET_PATH {
         return inside;
     }
@@ -343,7 +362,7 @@ fn socket_path(dir: &Path) -> PathBuf {
         || std::process::id().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    std::env::temp_dir().join(format!("kiln-qmp-{}-{leaf}.sock", std::process::id()))
+    std::env::temp_dir().join(format!("kiln-{name}-{}-{leaf}.sock", std::process::id()))
 }
 
 /// Connects QMP, giving up early if QEMU exits (bad arguments, missing file).

@@ -8,14 +8,16 @@
 //! - boot 2: STATE mounted as is, per-instance work skipped.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{ensure, Context, Result};
-use kiln_imager::pipeline::{self, BuildOptions};
+use anyhow::{ensure, Result};
 use qemu_tests::image::{self, tool_ok};
 use qemu_tests::{require_qemu, Arch, Vm, VmConfig};
 use serde_json::Value;
+
+mod common;
+use common::{debugfs, events_named, state_partition, KEY};
 
 const TOOLS: &[&str] = &[
     "cloud-localds",
@@ -25,9 +27,6 @@ const TOOLS: &[&str] = &[
     "python3",
     "busybox",
 ];
-const KEY: &str =
-    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKilnTestKeyNotARealKey000000000000000000000 ops@test";
-
 fn user_data() -> String {
     format!(
         "#cloud-config\nhostname: node-a\nusers:\n  - name: ops\n    groups: [adm]\n    ssh_authorized_keys:\n      - {KEY}\nwrite_files:\n  - path: /etc/kiln-test/hello.txt\n    content: aGVsbG8gZnJvbSBjbG91ZC1pbml0Cg==\n    encoding: b64\n    permissions: '0640'\nruncmd:\n  - echo runcmd-ran > /var/lib/kiln-runcmd\n  - {CONTAINER}\npackages: [vim]\n"
@@ -40,10 +39,6 @@ const CONTAINER: &str = "( while [ ! -e /run/kiln/images-imported ]; do busybox 
 const META_DATA: &str = "instance-id: iid-kiln-test-1\nlocal-hostname: node-a\n";
 /// QEMU's first NIC has MAC 52:54:00:12:34:56; slirp routes 10.0.2.0/24 via 10.0.2.2.
 const NETWORK_CONFIG: &str = "version: 2\nethernets:\n  lan:\n    match:\n      macaddress: '52:54:00:12:34:56'\n    addresses: [10.0.2.50/24]\n    gateway4: 10.0.2.2\n    nameservers:\n      addresses: [10.0.2.3]\n";
-
-fn events_named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
-    events.iter().filter(|e| e["event"] == name).collect()
-}
 
 fn boot(name: &str, disk: &Path, seed: &Path, console: Option<&str>) -> Result<Vec<Value>> {
     let mut cfg = VmConfig::new(name, disk);
@@ -70,37 +65,6 @@ fn boot(name: &str, disk: &Path, seed: &Path, console: Option<&str>) -> Result<V
     let status = vm.wait_exit(Duration::from_secs(90))?;
     ensure!(status.success(), "QEMU after poweroff: {status}");
     Ok(events)
-}
-
-/// `debugfs -R CMD` on the STATE partition image.
-fn debugfs(state: &Path, cmd: &str) -> Result<String> {
-    let out = tool_ok("debugfs", &["-R", cmd, &state.display().to_string()])?;
-    Ok(out.stdout)
-}
-
-fn state_partition(disk: &Path, dir: &Path) -> Result<PathBuf> {
-    let raw = dir.join("disk.raw");
-    tool_ok(
-        "qemu-img",
-        &[
-            "convert",
-            "-O",
-            "raw",
-            &disk.display().to_string(),
-            &raw.display().to_string(),
-        ],
-    )?;
-    let dump =
-        image::parse_sfdisk_dump(&tool_ok("sfdisk", &["-d", &raw.display().to_string()])?.stdout)?;
-    let p = dump
-        .partitions
-        .iter()
-        .find(|p| p.name == "KILN-STATE")
-        .context("no KILN-STATE")?;
-    let state = dir.join("state.img");
-    image::extract(&raw, p.start * 512, p.size * 512, &state)?;
-    std::fs::remove_file(&raw)?;
-    Ok(state)
 }
 
 fn check_first_boot(ev: &[Value]) {
@@ -175,29 +139,6 @@ fn check_state_on_host(state: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The default spec plus busybox-static (a `sleep` for the runcmd) and an OCI archive of
-/// busybox built by testdata/make-oci.py, baked under /usr/share/kiln/images.
-fn image_spec(dir: &Path) -> Result<PathBuf> {
-    let oci = dir.join("busybox-oci.tar");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-oci.py");
-    let d = |p: &Path| p.display().to_string();
-    tool_ok("python3", &[d(&script), "/bin/busybox".into(), d(&oci)])?;
-    let digest = image::sha256(&oci)?;
-    let base =
-        kiln_imager::spec::DEFAULT_SPEC.replace("\"dash\",", "\"dash\",\n    \"busybox-static\",");
-    ensure!(
-        base.contains("busybox-static"),
-        "default spec changed: no dash entry"
-    );
-    let text = format!(
-        "{base}\n[[artifact]]\ndest = \"/usr/share/kiln/images/busybox.tar\"\npath = \"{}\"\nsha256 = \"{digest}\"\n",
-        d(&oci)
-    );
-    let spec = dir.join("node.toml");
-    std::fs::write(&spec, text)?;
-    Ok(spec)
-}
-
 /// A seed whose user-data is invalid: `config_error` naming the cause, then `fatal` and
 /// maintenance — and nothing applied (no `config_applied`, no service started).
 fn broken_config(dir: &Path, base: &Path) -> Result<()> {
@@ -255,20 +196,7 @@ fn nocloud_seed_applies_once_and_persists_on_state() -> Result<()> {
     let dir = image::target_dir().join("qemu-tests/nocloud");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let spec = image_spec(&dir)?;
-    let report = pipeline::build(&BuildOptions {
-        spec: Some(spec),
-        out: dir.join("img"),
-        quiet: true,
-        ..BuildOptions::default()
-    })?;
-    let base = report
-        .outputs
-        .iter()
-        .find(|o| o.0.extension().is_some_and(|e| e == "qcow2"))
-        .context("no qcow2")?
-        .0
-        .clone();
+    let (base, _) = common::build_node(&dir)?;
     for (name, text) in [
         ("user-data", user_data()),
         ("meta-data", META_DATA.into()),
@@ -289,21 +217,7 @@ fn nocloud_seed_applies_once_and_persists_on_state() -> Result<()> {
         ],
     )?;
     let disk = dir.join("disk.qcow2");
-    let backing = base.canonicalize()?.display().to_string();
-    tool_ok(
-        "qemu-img",
-        &[
-            "create",
-            "-q",
-            "-f",
-            "qcow2",
-            "-b",
-            &backing,
-            "-F",
-            "qcow2",
-            &disk.display().to_string(),
-        ],
-    )?;
+    common::overlay(&base, &disk)?;
 
     let first = boot("nocloud-1", &disk, &seed, Some("kiln-container-ok"))?;
     check_first_boot(&first);

@@ -23,6 +23,8 @@ pub enum CodecError {
     TooLarge { limit: usize },
     #[error("gunzip")]
     Gzip(#[source] std::io::Error),
+    #[error("zstd decompress")]
+    Zstd(#[source] std::io::Error),
     #[error("base64 decode")]
     Base64(#[source] base64::DecodeError),
     #[error("quoted-printable decode: bad escape at byte {at}")]
@@ -47,6 +49,23 @@ pub fn gunzip(bytes: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
         .take(cap)
         .read_to_end(&mut out)
         .map_err(CodecError::Gzip)?;
+    if out.len() > limit {
+        return Err(CodecError::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// Decompresses a zstd frame (pure-Rust decoder), refusing more than `limit` bytes out.
+pub fn unzstd(bytes: &[u8], limit: usize) -> Result<Vec<u8>, CodecError> {
+    let mut input = bytes;
+    let decoder = ruzstd::decoding::StreamingDecoder::new(&mut input)
+        .map_err(|e| CodecError::Zstd(std::io::Error::other(e.to_string())))?;
+    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+    let mut out = Vec::new();
+    decoder
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(CodecError::Zstd)?;
     if out.len() > limit {
         return Err(CodecError::TooLarge { limit });
     }

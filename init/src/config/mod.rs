@@ -109,8 +109,6 @@ pub enum ConfigError {
     },
     #[error("decode kiln.config")]
     Inline(#[source] CodecError),
-    #[error("kiln.config is zstd-compressed: not supported yet, use gzip or plain text")]
-    ZstdUnsupported,
     #[error("read persisted config")]
     Json(#[source] DocError),
     #[error("invalid persisted config")]
@@ -242,13 +240,12 @@ impl NodeConfig {
 }
 
 /// Decodes a `kiln.config=` command-line value: base64 (standard or URL-safe alphabet,
-/// padding optional) of plain TOML/YAML or of gzip (decompressed here, capped at
-/// `MAX_DECOMPRESSED`). zstd is recognised by its magic and refused with
-/// `ZstdUnsupported` until init carries a zstd decoder.
+/// padding optional) of plain TOML/YAML, of zstd or of gzip (decompressed here, capped at
+/// `MAX_DECOMPRESSED`). zstd fits the most config into the kernel's 2 KiB command line.
 pub fn decode_inline(value: &str) -> Result<Vec<u8>, ConfigError> {
     let bytes = codec::base64_decode(value.trim().as_bytes()).map_err(ConfigError::Inline)?;
     if codec::is_zstd(&bytes) {
-        return Err(ConfigError::ZstdUnsupported);
+        return codec::unzstd(&bytes, MAX_DECOMPRESSED).map_err(ConfigError::Inline);
     }
     if codec::is_gzip(&bytes) {
         return codec::gunzip(&bytes, MAX_DECOMPRESSED).map_err(ConfigError::Inline);
@@ -282,10 +279,17 @@ mod tests {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         gz.write_all(toml).unwrap();
         assert_eq!(decode_inline(&b64(&gz.finish().unwrap())).unwrap(), toml);
-        let zstd = [0x28, 0xb5, 0x2f, 0xfd, 0, 0];
+        let packed = zstd::encode_all(&toml[..], 19).unwrap();
+        assert_eq!(decode_inline(&b64(&packed)).unwrap(), toml);
+        let truncated = [0x28, 0xb5, 0x2f, 0xfd, 0, 0];
         assert!(matches!(
-            decode_inline(&b64(&zstd)),
-            Err(ConfigError::ZstdUnsupported)
+            decode_inline(&b64(&truncated)),
+            Err(ConfigError::Inline(CodecError::Zstd(_)))
+        ));
+        let bomb = zstd::encode_all(&vec![b'a'; MAX_DECOMPRESSED + 1][..], 3).unwrap();
+        assert!(matches!(
+            decode_inline(&b64(&bomb)),
+            Err(ConfigError::Inline(CodecError::TooLarge { .. }))
         ));
         assert!(matches!(
             decode_inline("not base64!"),

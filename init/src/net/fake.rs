@@ -20,6 +20,7 @@ use super::Cidr;
 pub enum Call {
     SetUp(u32),
     SetMtu(u32, u32),
+    SetName(u32, String),
     AddAddress(u32, Cidr),
     DelAddress(u32, Cidr),
     AddRoute(String),
@@ -88,6 +89,9 @@ impl Netlink for FakeNetlink {
     }
     fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), NetlinkError> {
         self.record("set_mtu", Call::SetMtu(index, mtu))
+    }
+    fn set_name(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        self.record("set_name", Call::SetName(index, name.to_string()))
     }
     fn add_address(&mut self, index: u32, addr: Cidr) -> Result<(), NetlinkError> {
         self.record("add_address", Call::AddAddress(index, addr))

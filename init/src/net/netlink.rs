@@ -89,6 +89,8 @@ pub trait Netlink {
     fn links(&mut self) -> Result<Vec<Link>, NetlinkError>;
     fn set_up(&mut self, index: u32) -> Result<(), NetlinkError>;
     fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), NetlinkError>;
+    /// Renames a link (it must be down).
+    fn set_name(&mut self, index: u32, name: &str) -> Result<(), NetlinkError>;
     fn add_address(&mut self, index: u32, addr: Cidr) -> Result<(), NetlinkError>;
     fn del_address(&mut self, index: u32, addr: Cidr) -> Result<(), NetlinkError>;
     fn add_route(&mut self, route: &Route) -> Result<(), NetlinkError>;
@@ -286,6 +288,14 @@ impl Netlink for RtNetlink {
         msg.header.index = index;
         msg.attributes.push(LinkAttribute::Mtu(mtu));
         let detail = || format!("set mtu {mtu} on link {index}");
+        self.ack("link", detail, RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    fn set_name(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
+        let mut msg = LinkMessage::default();
+        msg.header.index = index;
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        let detail = || format!("rename link {index} to {name}");
         self.ack("link", detail, RouteNetlinkMessage::SetLink(msg), 0)
     }
 

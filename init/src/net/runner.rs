@@ -115,12 +115,15 @@ impl DhcpKeeper {
         self.updates.try_iter().collect()
     }
 
-    /// Sends DHCPRELEASE for every lease, removes the addresses and stops the threads.
-    pub fn release_all(&mut self) {
+    /// Sends DHCPRELEASE for every lease, removes the addresses and stops the threads;
+    /// returns how many DHCP clients were stopped.
+    pub fn release_all(&mut self) -> usize {
         self.stop.store(RELEASE, Ordering::SeqCst);
+        let n = self.workers.len();
         for worker in self.workers.drain(..) {
             let _ = worker.join();
         }
+        n
     }
 }
 

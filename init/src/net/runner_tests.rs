@@ -117,7 +117,7 @@ fn dhcp_on_two_links_then_release_all() {
         .calls()
         .contains(&Call::AddRoute("0.0.0.0/0 via 10.0.2.2 dev 2".into())));
 
-    status.keeper.release_all();
+    assert_eq!(status.keeper.release_all(), 2);
     let releases: Vec<(String, Dest)> = factory
         .seen()
         .into_iter()
@@ -172,7 +172,7 @@ fn silent_server_times_out_naming_the_interface() {
         .filter(|s| s.1 == MessageType::Discover)
         .count();
     assert!(discovers >= 3, "{discovers}");
-    status.keeper.release_all();
+    assert_eq!(status.keeper.release_all(), 1);
     let releases = factory
         .seen()
         .iter()
@@ -208,7 +208,7 @@ fn keeper_renews_at_t1_by_unicast() {
         .updates()
         .iter()
         .any(|u| matches!(u, LeaseUpdate::Bound { name, .. } if name == "eth0")));
-    status.keeper.release_all();
+    assert_eq!(status.keeper.release_all(), 1);
 }
 
 #[test]
@@ -241,7 +241,7 @@ fn unopenable_socket_and_missing_link_are_reported() {
         "{:?}",
         status.failures
     );
-    status.keeper.release_all();
+    assert_eq!(status.keeper.release_all(), 1);
 }
 
 #[test]
@@ -280,7 +280,7 @@ fn nak_restarts_discovery_until_timeout() {
         matches!(&events[..], [NetEvent::Timeout { .. }]),
         "{events:?}"
     );
-    status.keeper.release_all();
+    assert_eq!(status.keeper.release_all(), 1);
     let kinds: Vec<MessageType> = factory.seen().iter().map(|s| s.1).collect();
     assert_eq!(
         &kinds[..4],

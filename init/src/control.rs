@@ -1,0 +1,162 @@
+//! Requests the host sends on the event port (one JSON object per line) and their
+//! answers as events. Today: `{"request":"log","service":"containerd","lines":100}` →
+//! the last lines of /var/log/kiln/<service>.log as `log` events, then `log_end`.
+//!
+//! Owns request parsing and the answers; it never touches services (read-only), and only
+//! names services the supervisor knows, so a request cannot name an arbitrary path.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::events::{self, Event};
+
+/// Lines sent when a request does not say; and the most one request can get.
+pub const DEFAULT_LINES: usize = 100;
+pub const MAX_LINES: usize = 2000;
+/// Requests handled per wake-up; the rest of a burst is refused (the host is trusted,
+/// but PID 1 must not be kept busy by a flood).
+pub const BURST: usize = 8;
+
+/// A parsed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Log { service: String, lines: usize },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    request: String,
+    service: Option<String>,
+    lines: Option<usize>,
+}
+
+/// Parses one request line; the error is the one-line reason sent back.
+pub fn parse(line: &str) -> Result<Request, String> {
+    let wire: Wire = serde_json::from_str(line).map_err(|e| format!("bad request: {e}"))?;
+    match wire.request.as_str() {
+        "log" => {
+            let service = wire.service.ok_or("log request without \"service\"")?;
+            let lines = wire.lines.unwrap_or(DEFAULT_LINES).min(MAX_LINES);
+            Ok(Request::Log { service, lines })
+        }
+        other => Err(format!("unknown request {other:?} (known: log)")),
+    }
+}
+
+/// Answers one request line. `services` are the names the supervisor knows; logs are
+/// read from `log_dir`.
+pub fn answer(line: &str, services: &[&str], log_dir: &Path) -> Vec<Event> {
+    match parse(line) {
+        Ok(Request::Log { service, lines }) => {
+            if !services.contains(&service.as_str()) {
+                let known = services.join(", ");
+                let reason = format!("no service {service:?} (known: {known})");
+                return vec![events::request_error(&reason)];
+            }
+            let path = log_dir.join(format!("{service}.log"));
+            let text = match std::fs::read(&path) {
+                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                Err(e) => {
+                    let reason = format!("read {}: {e}", path.display());
+                    return vec![events::request_error(&reason)];
+                }
+            };
+            let all: Vec<&str> = text.lines().collect();
+            let tail = all
+                .get(all.len().saturating_sub(lines)..)
+                .unwrap_or_default();
+            let mut out: Vec<Event> = tail
+                .iter()
+                .map(|l| crate::services::event::log_line(&service, l))
+                .collect();
+            out.push(events::log_end(&service, tail.len()));
+            out
+        }
+        Err(reason) => vec![events::request_error(&reason)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::events::Value;
+    use crate::testutil::TempDir;
+
+    fn field<'a>(e: &'a Event, key: &str) -> &'a Value {
+        &e.fields.iter().find(|(k, _)| *k == key).unwrap().1
+    }
+
+    #[test]
+    fn parses_requests() {
+        let cases: &[(&str, Result<Request, &str>)] = &[
+            (
+                r#"{"request":"log","service":"containerd"}"#,
+                Ok(Request::Log {
+                    service: "containerd".into(),
+                    lines: DEFAULT_LINES,
+                }),
+            ),
+            (
+                r#"{"request":"log","service":"x","lines":999999}"#,
+                Ok(Request::Log {
+                    service: "x".into(),
+                    lines: MAX_LINES,
+                }),
+            ),
+            (r#"{"request":"log"}"#, Err("without \"service\"")),
+            (r#"{"request":"reboot"}"#, Err("unknown request \"reboot\"")),
+            (r#"{"request":"log","svc":"x"}"#, Err("unknown field `svc`")),
+            ("not json", Err("bad request")),
+        ];
+        for (line, want) in cases {
+            match (parse(line), want) {
+                (Ok(got), Ok(want)) => assert_eq!(&got, want, "{line}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{line}: {got}"),
+                (got, want) => panic!("{line}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn answers_with_the_log_tail() {
+        let tmp = TempDir::new("control");
+        tmp.write("containerd.log", "one\ntwo\nthree\n");
+        let ev = answer(
+            r#"{"request":"log","service":"containerd","lines":2}"#,
+            &["containerd", "image-import"],
+            tmp.path(),
+        );
+        let names: Vec<&str> = ev.iter().map(|e| e.name).collect();
+        assert_eq!(names, ["log", "log", "log_end"]);
+        assert_eq!(field(&ev[0], "line"), &Value::Str("two".into()));
+        assert_eq!(field(&ev[1], "line"), &Value::Str("three".into()));
+        assert_eq!(field(&ev[2], "lines"), &Value::Uint(2));
+        // A known service that has not logged yet: an empty stream.
+        let ev = answer(
+            r#"{"request":"log","service":"image-import"}"#,
+            &["containerd", "image-import"],
+            tmp.path(),
+        );
+        assert_eq!(ev.len(), 1);
+        assert_eq!(field(&ev[0], "lines"), &Value::Uint(0));
+    }
+
+    #[test]
+    fn refuses_unknown_services_and_paths() {
+        let tmp = TempDir::new("control-bad");
+        for service in ["../../etc/shadow", "etcd"] {
+            let line = format!(r#"{{"request":"log","service":"{service}"}}"#);
+            let ev = answer(&line, &["containerd"], tmp.path());
+            assert_eq!(ev.len(), 1);
+            assert_eq!(ev[0].name, "request_error");
+            let Value::Str(reason) = field(&ev[0], "reason") else {
+                panic!()
+            };
+            assert!(reason.contains("no service"), "{reason}");
+        }
+    }
+}

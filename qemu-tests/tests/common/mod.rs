@@ -1,0 +1,111 @@
+//! Pieces shared by the QEMU test files: the test node image (default spec + busybox +
+//! a busybox OCI archive), qcow2 overlays, event filtering and reading the STATE
+//! partition from the host with `debugfs`.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{ensure, Context, Result};
+use kiln_imager::pipeline::{self, BuildOptions};
+use qemu_tests::image::{self, tool_ok};
+use serde_json::Value;
+
+/// An SSH key shaped like a real one (never used to log in).
+pub const KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKilnTestKeyNotARealKey000000000000000000000 ops@test";
+
+pub fn events_named<'a>(events: &'a [Value], name: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == name).collect()
+}
+
+pub fn d(p: &Path) -> String {
+    p.display().to_string()
+}
+
+/// The default spec plus busybox-static (sleep, ping, pkill for runcmd) and an OCI
+/// archive of busybox built by testdata/make-oci.py, baked under /usr/share/kiln/images.
+pub fn image_spec(dir: &Path) -> Result<PathBuf> {
+    let oci = dir.join("busybox-oci.tar");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-oci.py");
+    tool_ok("python3", &[d(&script), "/bin/busybox".into(), d(&oci)])?;
+    let digest = image::sha256(&oci)?;
+    let base =
+        kiln_imager::spec::DEFAULT_SPEC.replace("\"dash\",", "\"dash\",\n    \"busybox-static\",");
+    ensure!(
+        base.contains("busybox-static"),
+        "default spec changed: no dash entry"
+    );
+    let text = format!(
+        "{base}\n[[artifact]]\ndest = \"/usr/share/kiln/images/busybox.tar\"\npath = \"{}\"\nsha256 = \"{digest}\"\n",
+        d(&oci)
+    );
+    let spec = dir.join("node.toml");
+    std::fs::write(&spec, text)?;
+    Ok(spec)
+}
+
+/// Builds the test node image into `dir/img`; returns (qcow2, raw).
+pub fn build_node(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let spec = image_spec(dir)?;
+    let report = pipeline::build(&BuildOptions {
+        spec: Some(spec),
+        out: dir.join("img"),
+        quiet: true,
+        ..BuildOptions::default()
+    })?;
+    let find = |ext: &str| {
+        report
+            .outputs
+            .iter()
+            .find(|o| o.0.extension().is_some_and(|e| e == ext))
+            .map(|o| o.0.clone())
+            .with_context(|| format!("no .{ext} output"))
+    };
+    Ok((find("qcow2")?, find("raw")?))
+}
+
+/// A fresh qcow2 overlay at `path` backed by `base` (the base is never written).
+pub fn overlay(base: &Path, path: &Path) -> Result<()> {
+    let backing = d(&base.canonicalize()?);
+    tool_ok(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            &backing,
+            "-F",
+            "qcow2",
+            &d(path),
+        ],
+    )?;
+    Ok(())
+}
+
+/// `debugfs -R CMD` on an ext4 image.
+pub fn debugfs(state: &Path, cmd: &str) -> Result<String> {
+    Ok(tool_ok("debugfs", &["-R", cmd, &d(state)])?.stdout)
+}
+
+/// Copies the partition named `name` out of a raw disk image into `out`.
+pub fn partition(raw: &Path, name: &str, out: &Path) -> Result<()> {
+    let dump = image::parse_sfdisk_dump(&tool_ok("sfdisk", &["-d", &d(raw)])?.stdout)?;
+    let p = dump
+        .partitions
+        .iter()
+        .find(|p| p.name == name)
+        .with_context(|| format!("no partition {name}"))?;
+    image::extract(raw, p.start * 512, p.size * 512, out)
+}
+
+/// The KILN-STATE partition of a qcow2 disk, as an ext4 image in `dir`.
+pub fn state_partition(disk: &Path, dir: &Path) -> Result<PathBuf> {
+    let raw = dir.join("disk.raw");
+    tool_ok("qemu-img", &["convert", "-O", "raw", &d(disk), &d(&raw)])?;
+    let state = dir.join("state.img");
+    partition(&raw, "KILN-STATE", &state)?;
+    std::fs::remove_file(&raw)?;
+    Ok(state)
+}
