@@ -23,4 +23,5 @@ pub mod rootfs;
 pub mod size;
 pub mod spec;
 pub mod squashfs;
+pub mod stage2_modules;
 pub mod tree;

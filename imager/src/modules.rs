@@ -34,6 +34,18 @@ pub struct Module {
     pub data: Vec<u8>,
 }
 
+/// What one module's `.modinfo` says it needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModDeps {
+    /// `depends=`: canonical module names, in modinfo order.
+    pub hard: Vec<String>,
+    /// `softdep=` `pre:` and `post:` names, canonical but unresolved (may be aliases).
+    pub pre: Vec<String>,
+    pub post: Vec<String>,
+    /// The raw `softdep=` values, for modules.softdep.
+    pub softdep: Vec<String>,
+}
+
 /// The modules of the one kernel in a root tree.
 pub struct Kernel<'a> {
     pub release: String,
@@ -130,9 +142,33 @@ impl<'a> Kernel<'a> {
         })
     }
 
+    /// Path of a module file relative to the release folder, as depmod writes it
+    /// (`kernel/net/netfilter/ipvs/ip_vs.ko.xz`); `None` for built-ins and unknown names.
+    pub fn rel_path(&self, name: &str) -> Option<&str> {
+        let p = self.by_name.get(&canonical(name))?;
+        p.strip_prefix(self.dir.as_str())?.strip_prefix('/')
+    }
+
+    /// A module's hard dependencies (`depends=`) and soft `pre:`/`post:` names as written.
+    pub fn deps(&self, name: &str) -> Result<ModDeps, ModuleError> {
+        let m = self.load(name)?;
+        let info = modinfo(&m.path, &m.data)?;
+        let (pre, post) = softdeps(&info);
+        Ok(ModDeps {
+            hard: hard_deps(&info),
+            pre,
+            post,
+            softdep: info
+                .into_iter()
+                .filter(|(k, _)| k == "softdep")
+                .map(|(_, v)| v)
+                .collect(),
+        })
+    }
+
     /// Resolves a softdep or alias name: a module, a built-in, or a crypto alias (preferring
     /// the portable `_generic` implementation, which is what works under emulation).
-    fn resolve_name(&self, name: &str) -> Option<String> {
+    pub fn resolve_name(&self, name: &str) -> Option<String> {
         let c = canonical(name);
         let known = |n: &str| self.by_name.contains_key(n) || self.builtin.contains(n);
         if known(&c) {
@@ -171,11 +207,7 @@ impl<'a> Kernel<'a> {
         let m = self.load(name)?;
         let info = modinfo(&m.path, &m.data)?;
         let (pre, post) = softdeps(&info);
-        let hard = info
-            .iter()
-            .filter(|(k, _)| k == "depends")
-            .flat_map(|(_, v)| v.split(',').filter(|s| !s.is_empty()).map(canonical));
-        for d in pre.iter().cloned().chain(hard) {
+        for d in pre.iter().cloned().chain(hard_deps(&info)) {
             // A soft dependency that names nothing we have is optional by definition.
             if let Some(d) = self.resolve_name(&d) {
                 self.visit(&d, seen, out)?;
@@ -210,6 +242,14 @@ fn decompress(path: &str, raw: &[u8]) -> Result<Vec<u8>, ModuleError> {
         out.extend_from_slice(raw);
     }
     Ok(out)
+}
+
+/// Canonical names of all `depends=` fields.
+fn hard_deps(info: &[(String, String)]) -> Vec<String> {
+    info.iter()
+        .filter(|(k, _)| k == "depends")
+        .flat_map(|(_, v)| v.split(',').filter(|s| !s.is_empty()).map(canonical))
+        .collect()
 }
 
 /// `pre:` and `post:` names of all `softdep=` fields.
@@ -278,4 +318,4 @@ pub fn modinfo(path: &str, elf: &[u8]) -> Result<Vec<(String, String)>, ModuleEr
 
 #[cfg(test)]
 #[path = "modules_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -4,7 +4,7 @@ use std::io::Write;
 use super::*;
 
 /// A minimal ELF64 LE object with a `.modinfo` section holding `info` (NUL-separated).
-fn fake_ko(info: &[&str]) -> Vec<u8> {
+pub(crate) fn fake_ko(info: &[&str]) -> Vec<u8> {
     let mut modinfo = Vec::new();
     for kv in info {
         modinfo.extend_from_slice(kv.as_bytes());
@@ -40,7 +40,7 @@ fn fake_ko(info: &[&str]) -> Vec<u8> {
     elf
 }
 
-fn xz(data: &[u8]) -> Vec<u8> {
+pub(crate) fn xz(data: &[u8]) -> Vec<u8> {
     let mut e = liblzma::write::XzEncoder::new(Vec::new(), 1);
     e.write_all(data).unwrap();
     e.finish().unwrap()

@@ -12,7 +12,7 @@ use crate::debian::{mirror, resolve, source};
 use crate::lock::{self, Lock, LockedPackage};
 use crate::progress::Progress;
 use crate::spec::{self, Spec};
-use crate::{artifacts, disk, initramfs, kconfig, modules, rootfs, squashfs};
+use crate::{artifacts, disk, initramfs, kconfig, modules, rootfs, squashfs, stage2_modules};
 
 pub const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
@@ -206,6 +206,7 @@ fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
     let mut tree = rootfs::from_packages(&named, 2)?;
     let kernel = modules::Kernel::find(&tree)?;
     let release = kernel.release.clone();
+    let module_deps = stage2_modules::plan(&kernel, &stage2_modules::wanted(spec.arch))?;
     let kernel_image = take_file(&tree, &format!("boot/vmlinuz-{release}"))?;
     let config = take_file(&tree, &format!("boot/config-{release}"))?;
     kconfig::check(&String::from_utf8_lossy(&config), spec.arch, &release)?;
@@ -223,6 +224,7 @@ fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
     p.phase("root");
     tree.remove_prefix(&format!("boot/vmlinuz-{release}"));
     rootfs::drop_modules(&mut tree, &release, &spec.debian.drop_modules);
+    module_deps.add_to(&mut tree)?;
     rootfs::ca_bundle(&mut tree)?;
     let search = overlay_search(opts);
     rootfs::apply_overlays(&mut tree, &spec.overlays, &search)?;

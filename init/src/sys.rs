@@ -68,6 +68,11 @@ pub fn umount(target: &Path, flags: libc::c_int) -> io::Result<()> {
 
 /// finit_module(2) with no parameters and no flags.
 pub fn finit_module(file: &File) -> io::Result<()> {
+    finit_module_flags(file, 0)
+}
+
+/// finit_module(2) with no parameters and `flags` (`MODULE_INIT_*`).
+pub fn finit_module_flags(file: &File, flags: libc::c_int) -> io::Result<()> {
     let params = c"";
     // SAFETY: the fd is open for the duration of the call and `params` is a static
     // NUL-terminated string; the syscall reads nothing else from our memory.
@@ -77,7 +82,7 @@ pub fn finit_module(file: &File) -> io::Result<()> {
             libc::SYS_finit_module,
             file.as_raw_fd(),
             params.as_ptr(),
-            0 as libc::c_int,
+            flags,
         )
     };
     if ret == -1 {
@@ -133,6 +138,15 @@ pub fn reap_one() -> Reaped {
         _ if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) => Reaped::NoneExited,
         _ => Reaped::NoChildren,
     }
+}
+
+/// waitpid(pid, WNOHANG): the raw status once `pid` has exited.
+pub fn try_wait_pid(pid: libc::pid_t) -> Option<libc::c_int> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` is a valid, writable c_int for the duration of the call.
+    #[allow(unsafe_code)]
+    let got = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    (got == pid).then_some(status)
 }
 
 /// Time since boot including suspend (CLOCK_BOOTTIME); zero if the clock is unreadable.
