@@ -60,14 +60,4 @@ package cache, same run.
 T
 )
 echo "$table"
-touch BENCHMARKS.md
-python3 - "$table" <<'PY'
-import re, sys
-new = sys.argv[1].strip() + "\n"
-text = open("BENCHMARKS.md").read()
-if not text.startswith("# Benchmarks"):
-    text = "# Benchmarks\n\nEvery capability's figures, with method and machine. Rewritten by the scripts named in each section.\n\n" + text
-pat = re.compile(r"## Imager: .*?(?=\n## |\Z)", re.S)
-text = pat.sub(new, text) if pat.search(text) else text.rstrip() + "\n\n" + new
-open("BENCHMARKS.md", "w").write(text)
-PY
+echo "$table" | imager/benches/section.py 'Imager: '

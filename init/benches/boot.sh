@@ -125,14 +125,4 @@ print(out)
 PY
 )
 echo "$section"
-touch BENCHMARKS.md
-python3 - "$section" <<'PY'
-import re, sys
-new = sys.argv[1].strip() + "\n"
-text = open("BENCHMARKS.md").read()
-if not text.startswith("# Benchmarks"):
-    text = "# Benchmarks\n\nEvery capability's figures, with method and machine. Rewritten by the scripts named in each section.\n\n" + text
-pat = re.compile(r"## Init: boot to network and containerd.*?(?=\n## |\Z)", re.S)
-text = pat.sub(lambda _: new, text) if pat.search(text) else text.rstrip() + "\n\n" + new
-open("BENCHMARKS.md", "w").write(text)
-PY
+echo "$section" | imager/benches/section.py 'Init: boot to network and containerd'

@@ -1,6 +1,10 @@
 //! Requests the host sends on the event port (one JSON object per line) and their
-//! answers as events. Today: `{"request":"log","service":"containerd","lines":100}` →
-//! the last lines of /var/log/kiln/<service>.log as `log` events, then `log_end`.
+//! answers as events:
+//! - `{"request":"log","service":"containerd","lines":100}` → the last lines of
+//!   /var/log/kiln/<service>.log as `log` events, then `log_end`;
+//! - `{"request":"exec","id":"x","command":"ipvsadm -Ln"}` → `exec_result {id, code,
+//!   output}` from `/bin/sh -c`, only when the config sets `kiln: debug_exec: true`;
+//! - `{"request":"lb","settings":{…}}` → reloads the load balancer (`lb_reloaded`).
 //!
 //! Owns request parsing and the answers; it never touches services (read-only), and only
 //! names services the supervisor knows, so a request cannot name an arbitrary path.
@@ -22,6 +26,8 @@ pub const BURST: usize = 8;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     Log { service: String, lines: usize },
+    Exec { id: String, command: String },
+    Lb(Box<crate::lb::settings::LbSettings>),
 }
 
 #[derive(Deserialize)]
@@ -30,6 +36,23 @@ struct Wire {
     request: String,
     service: Option<String>,
     lines: Option<usize>,
+    id: Option<String>,
+    command: Option<String>,
+    settings: Option<crate::lb::settings::LbSettings>,
+}
+
+/// What answering a request may use.
+pub struct Context<'a> {
+    /// Services the supervisor knows.
+    pub services: &'a [&'a str],
+    pub log_dir: &'a Path,
+    /// `kiln: debug_exec` from the config.
+    pub exec_enabled: bool,
+    /// Where exec results arrive later (from their threads).
+    pub background: &'a crate::services::logs::EventQueue,
+    pub lb: Option<&'a crate::lb::run::Handle>,
+    /// Where exec output is collected (`/run/kiln`).
+    pub scratch: &'a Path,
 }
 
 /// Parses one request line; the error is the one-line reason sent back.
@@ -41,14 +64,81 @@ pub fn parse(line: &str) -> Result<Request, String> {
             let lines = wire.lines.unwrap_or(DEFAULT_LINES).min(MAX_LINES);
             Ok(Request::Log { service, lines })
         }
-        other => Err(format!("unknown request {other:?} (known: log)")),
+        "exec" => {
+            let command = wire.command.ok_or("exec request without \"command\"")?;
+            Ok(Request::Exec {
+                id: wire.id.unwrap_or_default(),
+                command,
+            })
+        }
+        "lb" => {
+            let settings = wire.settings.ok_or("lb request without \"settings\"")?;
+            Ok(Request::Lb(Box::new(settings)))
+        }
+        other => Err(format!("unknown request {other:?} (known: log, exec, lb)")),
     }
 }
 
-/// Answers one request line. `services` are the names the supervisor knows; logs are
-/// read from `log_dir`.
+/// Answers one request line; exec results come later through `ctx.background`.
+pub fn handle(line: &str, ctx: &Context) -> Vec<Event> {
+    match parse(line) {
+        Ok(Request::Exec { id, command }) if ctx.exec_enabled => {
+            spawn_exec(id, command, ctx.scratch, ctx.background.clone());
+            Vec::new()
+        }
+        Ok(Request::Exec { .. }) => vec![events::request_error(
+            "exec is disabled (set kiln: debug_exec: true in the node config)",
+        )],
+        Ok(Request::Lb(settings)) => match ctx.lb {
+            Some(lb) => {
+                lb.reload(*settings);
+                Vec::new()
+            }
+            None => vec![events::request_error("no load balancer is running")],
+        },
+        Ok(Request::Log { .. }) | Err(_) => answer(line, ctx.services, ctx.log_dir),
+    }
+}
+
+/// Runs `/bin/sh -c command` on a thread of its own; the result is queued as
+/// `exec_result {id, code, output}` (a minute at most, then SIGKILL).
+fn spawn_exec(
+    id: String,
+    command: String,
+    scratch: &Path,
+    queue: crate::services::logs::EventQueue,
+) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let scratch = scratch.join(format!("exec-{n}.out"));
+    let _ = std::thread::Builder::new()
+        .name("exec".into())
+        .spawn(move || {
+            let mut cmd = std::process::Command::new("/bin/sh");
+            cmd.arg("-c").arg(&command);
+            let limit = std::time::Duration::from_secs(60);
+            let (code, output) = match crate::children::run(&mut cmd, &scratch, limit) {
+                Ok(out) => (i64::from(out.code), out.output),
+                Err(e) => (-1, format!("spawn /bin/sh: {e}")),
+            };
+            queue.push(Event {
+                name: "exec_result",
+                fields: vec![
+                    ("id", events::Value::Str(id)),
+                    ("code", events::Value::Json(code.into())),
+                    ("output", events::Value::Str(output)),
+                ],
+            });
+        });
+}
+
+/// Answers a `log` request line (or refuses a bad one). `services` are the names the
+/// supervisor knows; logs are read from `log_dir`.
 pub fn answer(line: &str, services: &[&str], log_dir: &Path) -> Vec<Event> {
     match parse(line) {
+        Ok(Request::Exec { .. } | Request::Lb(_)) => {
+            vec![events::request_error("not a log request")]
+        }
         Ok(Request::Log { service, lines }) => {
             if !services.contains(&service.as_str()) {
                 let known = services.join(", ");
@@ -109,6 +199,15 @@ mod tests {
             ),
             (r#"{"request":"log"}"#, Err("without \"service\"")),
             (r#"{"request":"reboot"}"#, Err("unknown request \"reboot\"")),
+            (
+                r#"{"request":"exec","id":"a","command":"true"}"#,
+                Ok(Request::Exec {
+                    id: "a".into(),
+                    command: "true".into(),
+                }),
+            ),
+            (r#"{"request":"exec"}"#, Err("without \"command\"")),
+            (r#"{"request":"lb"}"#, Err("without \"settings\"")),
             (r#"{"request":"log","svc":"x"}"#, Err("unknown field `svc`")),
             ("not json", Err("bad request")),
         ];
@@ -143,6 +242,40 @@ mod tests {
         );
         assert_eq!(ev.len(), 1);
         assert_eq!(field(&ev[0], "lines"), &Value::Uint(0));
+    }
+
+    #[test]
+    fn exec_runs_only_when_enabled() {
+        let tmp = TempDir::new("control-exec");
+        let queue = crate::services::logs::EventQueue::default();
+        let mut ctx = Context {
+            services: &[],
+            log_dir: tmp.path(),
+            exec_enabled: false,
+            background: &queue,
+            lb: None,
+            scratch: tmp.path(),
+        };
+        let line = r#"{"request":"exec","id":"t1","command":"echo hi; exit 4"}"#;
+        let ev = handle(line, &ctx);
+        assert_eq!(ev[0].name, "request_error");
+        ctx.exec_enabled = true;
+        assert!(handle(line, &ctx).is_empty());
+        let mut got = Vec::new();
+        for _ in 0..100 {
+            queue.drain(&mut |e| got.push(e.clone()));
+            if !got.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert_eq!(got[0].name, "exec_result");
+        assert_eq!(field(&got[0], "id"), &Value::Str("t1".into()));
+        assert_eq!(field(&got[0], "code"), &Value::Json(4.into()));
+        assert_eq!(field(&got[0], "output"), &Value::Str("hi\n".into()));
+        let ev = handle(r#"{"request":"lb","settings":{}}"#, &ctx);
+        assert_eq!(ev[0].name, "request_error");
     }
 
     #[test]

@@ -13,12 +13,14 @@ use std::time::Duration;
 pub mod apply;
 pub mod blockdev;
 pub mod chain;
+pub mod children;
 pub mod cmdline;
 pub mod config;
 pub mod control;
 pub mod discovery;
 pub mod events;
 pub mod firstboot;
+pub mod kmod;
 pub mod lb;
 pub mod modules;
 pub mod mountinfo;
@@ -41,9 +43,28 @@ mod testutil;
 use chain::{error_chain, panic_message};
 use report::Reporter;
 
-/// Entry point for `main`: exits 2 with one line when not PID 1, otherwise never returns.
+/// Entry point for `main`: exits 2 with one line when not PID 1 (except for the
+/// `ipvs-dump` debugging command), otherwise never returns.
 pub fn main() -> ExitCode {
     let pid = std::process::id();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if pid != 1 && args == ["ipvs-dump"] {
+        use std::io::Write;
+        return match lb::dump::dump() {
+            Ok(text) => {
+                let _ = write!(std::io::stdout(), "{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "kiln-init: ipvs-dump: {}",
+                    chain::error_chain(&e)
+                );
+                ExitCode::from(1)
+            }
+        };
+    }
     if pid != 1 {
         use std::io::Write;
         let _ = writeln!(
@@ -99,7 +120,11 @@ fn maintenance(reporter: &mut Reporter, stage: u8, reason: &str) -> ! {
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Stage 2 keeps the node reachable: DHCPv4 on every wired NIC, as with no config.
         let dhcp = (stage == 2).then(|| stage2::maintenance_network(reporter));
-        supervise::serve(reporter, signals, None, dhcp.flatten());
+        let node = supervise::Node {
+            dhcp: dhcp.flatten(),
+            ..supervise::Node::default()
+        };
+        supervise::serve(reporter, signals, node);
     }));
     // Only a panic inside `serve` gets here: keep reaping, PID 1 must not exit.
     loop {

@@ -90,7 +90,20 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage2Error> {
     // Lives as long as PID 1: it renews the DHCP leases and releases them at shutdown.
     let hostname = cfg.hostname.as_ref().map(|h| h.as_str().to_string());
     let dhcp = bring_network(reporter, &cfg.network, hostname);
-    supervise::serve(reporter, Some(signals), Some(svcs), dhcp)
+    let background = crate::services::logs::EventQueue::default();
+    let lb = cfg
+        .kiln
+        .lb
+        .as_ref()
+        .and_then(|lb| crate::lb::run::start(lb, cfg.kiln.role, background.clone()));
+    let node = supervise::Node {
+        services: Some(svcs),
+        dhcp,
+        lb,
+        background,
+        exec_enabled: cfg.kiln.debug_exec,
+    };
+    supervise::serve(reporter, Some(signals), node)
 }
 
 /// The default network (DHCPv4 everywhere) for maintenance after a stage 2 failure.

@@ -30,7 +30,10 @@ pub fn action_for(sig: libc::c_int) -> Option<Action> {
 pub fn reap_all(mut f: impl FnMut(libc::pid_t, libc::c_int)) -> usize {
     let mut count = 0;
     while let Reaped::Child(pid, status) = sys::reap_one() {
-        f(pid, status);
+        // Helpers run by threads (nft, exec requests) are waited for there.
+        if !crate::children::deliver(pid, status) {
+            f(pid, status);
+        }
         count += 1;
     }
     count
@@ -61,9 +64,27 @@ fn all_ready(svcs: &Services) -> bool {
         .all(|s| matches!(sup.phase(&s.name), Some(Phase::Ready | Phase::Exited)))
 }
 
+/// What PID 1 looks after once boot is done.
+#[derive(Default)]
+pub struct Node {
+    pub services: Option<Services>,
+    /// Renews the DHCP leases; releases them at shutdown.
+    pub dhcp: Option<crate::net::DhcpKeeper>,
+    pub lb: Option<crate::lb::run::Handle>,
+    /// Events from threads (load balancer, exec requests), drained by the loop.
+    pub background: crate::services::logs::EventQueue,
+    /// `kiln: debug_exec` from the config.
+    pub exec_enabled: bool,
+}
+
+/// How long the loop may sleep while threads may queue events.
+const BACKGROUND_DRAIN: Duration = Duration::from_millis(200);
+
 /// Answers the requests waiting on the event port (at most a burst per wake-up).
-fn answer_requests(reporter: &mut Reporter, svcs: Option<&Services>) {
-    let names: Vec<&str> = svcs
+fn answer_requests(reporter: &mut Reporter, node: &Node) {
+    let names: Vec<&str> = node
+        .services
+        .as_ref()
         .map(|s| {
             s.supervisor()
                 .specs()
@@ -72,11 +93,18 @@ fn answer_requests(reporter: &mut Reporter, svcs: Option<&Services>) {
                 .collect()
         })
         .unwrap_or_default();
-    let log_dir = std::path::Path::new(crate::services::spec::LOG_DIR);
+    let ctx = crate::control::Context {
+        services: &names,
+        log_dir: std::path::Path::new(crate::services::spec::LOG_DIR),
+        exec_enabled: node.exec_enabled,
+        background: &node.background,
+        lb: node.lb.as_ref(),
+        scratch: std::path::Path::new("/run/kiln"),
+    };
     let lines = reporter.read_requests();
     for (i, line) in lines.iter().enumerate() {
         let answer = if i < crate::control::BURST {
-            crate::control::answer(line, &names, log_dir)
+            crate::control::handle(line, &ctx)
         } else {
             vec![events::request_error("too many requests at once")]
         };
@@ -96,12 +124,7 @@ pub fn disable_ctrl_alt_del(reporter: &mut Reporter) {
 /// Serves signals forever. Without a signalfd (creation failed) it still reaps, once a
 /// second, but cannot shut down on request. With services, `ready` is emitted once every
 /// service is ready (boot is complete then); without, it was emitted by the caller.
-pub fn serve(
-    reporter: &mut Reporter,
-    signals: Option<SignalFd>,
-    mut svcs: Option<Services>,
-    mut dhcp: Option<crate::net::DhcpKeeper>,
-) -> ! {
+pub fn serve(reporter: &mut Reporter, signals: Option<SignalFd>, mut node: Node) -> ! {
     let Some(mut signals) = signals else {
         reporter.info("no signalfd: reaping only, shutdown requests are ignored");
         loop {
@@ -109,10 +132,11 @@ pub fn serve(
             std::thread::sleep(Duration::from_secs(1));
         }
     };
-    let mut ready_sent = svcs.is_none();
+    let mut ready_sent = node.services.is_none();
     loop {
         let mut emit = |e: &events::Event| reporter.event(e);
-        if let Some(svcs) = svcs.as_mut() {
+        node.background.drain(&mut emit);
+        if let Some(svcs) = node.services.as_mut() {
             reap_all(|pid, st| {
                 svcs.on_exit(pid, Exit::from_wait_status(st), &mut emit);
             });
@@ -120,19 +144,20 @@ pub fn serve(
         } else {
             reap_all(|_, _| ());
         }
-        if !ready_sent && svcs.as_ref().is_some_and(all_ready) {
+        if !ready_sent && node.services.as_ref().is_some_and(all_ready) {
             ready_sent = true;
             let boot = sys::boottime();
             reporter.info(&format!("ready after {:.3} s", boot.as_secs_f64()));
             let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
             reporter.event(&events::ready(boot, events::vmhwm_kib(&status)));
         }
-        let timeout = svcs.as_ref().and_then(Services::timeout);
+        let timeout = node.services.as_ref().and_then(Services::timeout);
+        let timeout = Some(timeout.map_or(BACKGROUND_DRAIN, |t| t.min(BACKGROUND_DRAIN)));
         let port = reporter.port_fd();
         let sig = match signals.wait_either(timeout, port) {
             Ok(Wake::Signal(sig)) => sig,
             Ok(Wake::Readable) => {
-                answer_requests(reporter, svcs.as_ref());
+                answer_requests(reporter, &node);
                 continue;
             }
             Ok(Wake::Timeout) => continue,
@@ -145,10 +170,13 @@ pub fn serve(
         let Some(action) = action_for(sig) else {
             continue;
         };
-        if let Some(svcs) = svcs.as_mut() {
+        if let Some(lb) = node.lb.take() {
+            lb.stop();
+        }
+        if let Some(svcs) = node.services.as_mut() {
             stop_services(reporter, &mut signals, svcs);
         }
-        if let Some(mut keeper) = dhcp.take() {
+        if let Some(mut keeper) = node.dhcp.take() {
             let clients = keeper.release_all();
             reporter.event(&events::network_released(clients));
         }

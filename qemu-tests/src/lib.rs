@@ -32,6 +32,7 @@ mod arch;
 mod artifacts;
 mod config;
 pub mod events;
+pub mod hub;
 pub mod image;
 mod port;
 mod process;

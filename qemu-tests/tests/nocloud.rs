@@ -196,7 +196,7 @@ fn nocloud_seed_applies_once_and_persists_on_state() -> Result<()> {
     let dir = image::target_dir().join("qemu-tests/nocloud");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let (base, _) = common::build_node(&dir)?;
+    let (base, _) = common::build_node(&dir, &[])?;
     for (name, text) in [
         ("user-data", user_data()),
         ("meta-data", META_DATA.into()),

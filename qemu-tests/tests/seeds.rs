@@ -382,7 +382,7 @@ fn usb_configdrive_l2_supervisor_and_cmdline() -> Result<()> {
     let dir = image::target_dir().join("qemu-tests/seeds");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
-    let (base, raw) = common::build_node(&dir)?;
+    let (base, raw) = common::build_node(&dir, &[])?;
     let stick = usb_stick(&dir)?;
     let iso = config_drive(&dir)?;
     let disk_u = dir.join("u.qcow2");

@@ -133,6 +133,13 @@ pub struct KilnSettings {
     /// Emit every boot event, not only milestones.
     #[serde(default)]
     pub events_verbose: bool,
+    /// The local IPVS load balancer in front of the API servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lb: Option<crate::lb::settings::LbSettings>,
+    /// Allow `exec` requests on the event port (tests, dev clusters; off by default:
+    /// whoever holds the port then has a root shell).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub debug_exec: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

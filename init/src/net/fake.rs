@@ -21,6 +21,7 @@ pub enum Call {
     SetUp(u32),
     SetMtu(u32, u32),
     SetName(u32, String),
+    AddDummy(String),
     AddAddress(u32, Cidr),
     DelAddress(u32, Cidr),
     AddRoute(String),
@@ -92,6 +93,9 @@ impl Netlink for FakeNetlink {
     }
     fn set_name(&mut self, index: u32, name: &str) -> Result<(), NetlinkError> {
         self.record("set_name", Call::SetName(index, name.to_string()))
+    }
+    fn add_dummy(&mut self, name: &str) -> Result<(), NetlinkError> {
+        self.record("add_dummy", Call::AddDummy(name.to_string()))
     }
     fn add_address(&mut self, index: u32, addr: Cidr) -> Result<(), NetlinkError> {
         self.record("add_address", Call::AddAddress(index, addr))

@@ -30,7 +30,7 @@ pub mod runner;
 pub mod transport;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 #[cfg(test)]
 mod netns_tests;
 

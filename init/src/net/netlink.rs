@@ -83,6 +83,13 @@ pub enum NetlinkError {
     Kernel(String, #[source] io::Error),
 }
 
+impl NetlinkError {
+    /// The kernel said EEXIST (the object is there already).
+    pub fn is_exists(&self) -> bool {
+        matches!(self, NetlinkError::Kernel(_, e) if e.raw_os_error() == Some(libc::EEXIST))
+    }
+}
+
 /// The host operations the network code needs. Implemented by [`RtNetlink`] and by the
 /// recording fake of the unit tests.
 pub trait Netlink {
@@ -91,6 +98,8 @@ pub trait Netlink {
     fn set_mtu(&mut self, index: u32, mtu: u32) -> Result<(), NetlinkError>;
     /// Renames a link (it must be down).
     fn set_name(&mut self, index: u32, name: &str) -> Result<(), NetlinkError>;
+    /// Creates a dummy link (EEXIST when it is there already).
+    fn add_dummy(&mut self, name: &str) -> Result<(), NetlinkError>;
     fn add_address(&mut self, index: u32, addr: Cidr) -> Result<(), NetlinkError>;
     fn del_address(&mut self, index: u32, addr: Cidr) -> Result<(), NetlinkError>;
     fn add_route(&mut self, route: &Route) -> Result<(), NetlinkError>;
@@ -297,6 +306,19 @@ impl Netlink for RtNetlink {
         msg.attributes.push(LinkAttribute::IfName(name.to_string()));
         let detail = || format!("rename link {index} to {name}");
         self.ack("link", detail, RouteNetlinkMessage::SetLink(msg), 0)
+    }
+
+    fn add_dummy(&mut self, name: &str) -> Result<(), NetlinkError> {
+        use netlink_packet_route::link::InfoKind;
+        let mut msg = LinkMessage::default();
+        msg.attributes.push(LinkAttribute::IfName(name.to_string()));
+        msg.attributes
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Dummy,
+            )]));
+        let detail = || format!("create dummy link {name}");
+        let flags = netlink_packet_core::NLM_F_CREATE | netlink_packet_core::NLM_F_EXCL;
+        self.ack("link", detail, RouteNetlinkMessage::NewLink(msg), flags)
     }
 
     fn add_address(&mut self, index: u32, addr: Cidr) -> Result<(), NetlinkError> {

@@ -24,13 +24,19 @@ pub fn d(p: &Path) -> String {
 
 /// The default spec plus busybox-static (sleep, ping, pkill for runcmd) and an OCI
 /// archive of busybox built by testdata/make-oci.py, baked under /usr/share/kiln/images.
-pub fn image_spec(dir: &Path) -> Result<PathBuf> {
+pub fn image_spec(dir: &Path, extra_packages: &[&str]) -> Result<PathBuf> {
     let oci = dir.join("busybox-oci.tar");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/make-oci.py");
     tool_ok("python3", &[d(&script), "/bin/busybox".into(), d(&oci)])?;
     let digest = image::sha256(&oci)?;
-    let base =
-        kiln_imager::spec::DEFAULT_SPEC.replace("\"dash\",", "\"dash\",\n    \"busybox-static\",");
+    let extra: String = extra_packages
+        .iter()
+        .map(|p| format!("\n    \"{p}\","))
+        .collect();
+    let base = kiln_imager::spec::DEFAULT_SPEC.replace(
+        "\"dash\",",
+        &format!("\"dash\",\n    \"busybox-static\",{extra}"),
+    );
     ensure!(
         base.contains("busybox-static"),
         "default spec changed: no dash entry"
@@ -44,9 +50,9 @@ pub fn image_spec(dir: &Path) -> Result<PathBuf> {
     Ok(spec)
 }
 
-/// Builds the test node image into `dir/img`; returns (qcow2, raw).
-pub fn build_node(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    let spec = image_spec(dir)?;
+/// Builds the test node image (plus `extra_packages`) into `dir/img`; returns (qcow2, raw).
+pub fn build_node(dir: &Path, extra_packages: &[&str]) -> Result<(PathBuf, PathBuf)> {
+    let spec = image_spec(dir, extra_packages)?;
     let report = pipeline::build(&BuildOptions {
         spec: Some(spec),
         out: dir.join("img"),

@@ -1,0 +1,514 @@
+//! The IPVS load balancer on a real kernel: one client VM running Kiln's LB in front of two
+//! backend VMs that serve HTTP /healthz and /id on :6443 (busybox httpd), all on one L2
+//! hub. Checked from inside the client (as kubelet would connect) with busybox wget and
+//! Debian's `ipvsadm -Ln` (a tool we did not write), through `exec` requests:
+//! spread over both backends; a backend killed → drained and removed, no request reaches
+//! it; back → rejoins after the rise threshold; `ipvsadm -C` → Kiln's rules restored and a
+//! foreign service left alone; reload without restart; a bad reload refused.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{ensure, Context, Result};
+use qemu_tests::hub::Hub;
+use qemu_tests::image::{self, tool_ok};
+use qemu_tests::{require_qemu, Arch, Vm, VmConfig};
+use serde_json::{json, Value};
+
+mod common;
+use common::{d, events_named};
+
+const TOOLS: &[&str] = &["cloud-localds", "qemu-img", "python3", "busybox"];
+const BOOT: Duration = Duration::from_secs(300);
+const VIP: &str = "10.103.97.2";
+const B1: &str = "192.168.77.11:6443";
+const B2: &str = "192.168.77.12:6443";
+
+fn network(mac: &str, addr: &str) -> String {
+    format!("version: 2\nethernets:\n  l2:\n    match:\n      macaddress: '{mac}'\n    addresses: [{addr}/24]\n  up:\n    match:\n      macaddress: '52:54:00:12:34:56'\n    dhcp4: true\n")
+}
+
+fn backend_user_data(name: &str) -> String {
+    format!("#cloud-config\nhostname: {name}\nruncmd:\n  - busybox mkdir -p /run/www\n  - echo ok > /run/www/healthz\n  - echo {name} > /run/www/id\n  - busybox httpd -p 6443 -h /run/www\n")
+}
+
+const CLIENT_USER_DATA: &str = "#cloud-config
+hostname: lb-client
+kiln:
+  role: worker
+  debug_exec: true
+  lb:
+    backends: ['192.168.77.11', '192.168.77.12']
+    check: {kind: http, path: /healthz}
+";
+
+fn seed(dir: &Path, name: &str, user_data: &str, mac: &str, addr: &str) -> Result<String> {
+    let sub = dir.join(name);
+    std::fs::create_dir_all(&sub)?;
+    std::fs::write(sub.join("user-data"), user_data)?;
+    std::fs::write(
+        sub.join("meta-data"),
+        format!("instance-id: iid-{name}\nlocal-hostname: {name}\n"),
+    )?;
+    std::fs::write(sub.join("network-config"), network(mac, addr))?;
+    let img = sub.join("seed.img");
+    let p = |n: &str| d(&sub.join(n));
+    tool_ok(
+        "cloud-localds",
+        &[
+            "-N",
+            &p("network-config"),
+            &d(&img),
+            &p("user-data"),
+            &p("meta-data"),
+        ],
+    )?;
+    Ok(d(&img))
+}
+
+fn vm(name: &str, base: &Path, seed: &str, nic: Vec<String>) -> Result<Vm> {
+    let mut cfg = VmConfig::new(name, base);
+    cfg.memory_mib = 768;
+    cfg.extra_args.extend(nic);
+    cfg.extra_args.extend([
+        "-drive".to_string(),
+        format!("if=virtio,format=raw,readonly=on,file={seed}"),
+    ]);
+    Vm::start(cfg)
+}
+
+/// Runs `command` in the client through an `exec` request; (exit code, output).
+fn exec(c: &mut Vm, command: &str) -> Result<(i64, String)> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let id = format!(
+        "e{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    c.send(&json!({"request": "exec", "id": id, "command": command}))?;
+    loop {
+        let e = c.wait_event("exec_result", Duration::from_secs(120))?;
+        if e["id"] == id.as_str() {
+            let code = e["code"].as_i64().context("exec_result without code")?;
+            let output = e["output"].as_str().unwrap_or_default().to_string();
+            return Ok((code, output));
+        }
+    }
+}
+
+/// A real server as `ipvsadm -Ln` shows it: (address, forward, weight).
+type RealServer = (String, String, u32);
+/// `ipvsadm -Ln`: (service line, its real servers).
+type Table = Vec<(String, Vec<RealServer>)>;
+
+/// `ipvsadm -Ln` as (service line, [(real server, forward, weight)]).
+fn ipvs_table(c: &mut Vm) -> Result<Table> {
+    let (code, out) = exec(c, "ipvsadm -Ln")?;
+    ensure!(code == 0, "ipvsadm -Ln: {code}: {out}");
+    let mut table: Table = Vec::new();
+    for line in out.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        match f.as_slice() {
+            [proto @ ("TCP" | "UDP"), addr, sched, ..] => {
+                table.push((format!("{proto} {addr} {sched}"), Vec::new()));
+            }
+            ["->", rs, fwd, weight, _, _] if *rs != "RemoteAddress:Port" => {
+                let entry = table.last_mut().context("real server before service")?;
+                entry
+                    .1
+                    .push((rs.to_string(), fwd.to_string(), weight.parse()?));
+            }
+            _ => {}
+        }
+    }
+    Ok(table)
+}
+
+fn kiln_service(table: &Table) -> Vec<RealServer> {
+    let want = format!("TCP {VIP}:6443 rr");
+    let mut rs = table
+        .iter()
+        .find(|(s, _)| *s == want)
+        .map(|(_, rs)| rs.clone())
+        .unwrap_or_default();
+    rs.sort();
+    rs
+}
+
+fn masq(rs: &str, weight: u32) -> RealServer {
+    (rs.to_string(), "Masq".to_string(), weight)
+}
+
+/// `n` requests to the VIP; the backend names that answered (one per line).
+fn through_vip(c: &mut Vm, n: u32) -> Result<Vec<String>> {
+    let cmd = format!("for i in $(busybox seq 1 {n}); do busybox wget -q -T 3 -O - http://{VIP}:6443/id || echo FAIL; done");
+    let (_, out) = exec(c, &cmd)?;
+    Ok(out.lines().map(String::from).collect())
+}
+
+/// Waits for an `lb_backend` event for `backend` to state `to` from event index `since` on.
+fn wait_backend(
+    c: &mut Vm,
+    since: usize,
+    backend: &str,
+    to: &str,
+    timeout: Duration,
+) -> Result<Value> {
+    wait_for(c, since, timeout, |e| {
+        e["event"] == "lb_backend" && e["backend"] == backend && e["to"] == to
+    })
+}
+
+/// Waits for an event matching `pred` among the events from index `since` on (the order
+/// between backends is not fixed, so nothing is consumed).
+fn wait_for(
+    c: &mut Vm,
+    since: usize,
+    timeout: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Result<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let events = c.events();
+        let hit = events.iter().skip(since).find(|e| pred(e));
+        if let Some(e) = hit {
+            return Ok(e.clone());
+        }
+        if Instant::now() >= deadline {
+            // Fails with the console tail and all events.
+            c.wait_event("awaited-event-never-came", Duration::ZERO)?;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn ipvs_load_balancer_spreads_fails_over_and_restores() -> Result<()> {
+    if !require_qemu(Arch::X86_64) || !image::require_tools(TOOLS) {
+        return Ok(());
+    }
+    let dir = image::target_dir().join("qemu-tests/lb");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let (base, _) = common::build_node(&dir, &["ipvsadm"])?;
+    let hub = Hub::start(3)?;
+    let s_client = seed(
+        &dir,
+        "lb-client",
+        CLIENT_USER_DATA,
+        "52:54:00:77:00:10",
+        "192.168.77.10",
+    )?;
+    let s1 = seed(
+        &dir,
+        "api-1",
+        &backend_user_data("api-1"),
+        "52:54:00:77:00:11",
+        "192.168.77.11",
+    )?;
+    let s2 = seed(
+        &dir,
+        "api-2",
+        &backend_user_data("api-2"),
+        "52:54:00:77:00:12",
+        "192.168.77.12",
+    )?;
+    let mut b1 = vm("lb-api-1", &base, &s1, hub.nic_args(1, "52:54:00:77:00:11"))?;
+    let mut b2 = vm("lb-api-2", &base, &s2, hub.nic_args(2, "52:54:00:77:00:12"))?;
+    let mut c = vm(
+        "lb-client",
+        &base,
+        &s_client,
+        hub.nic_args(0, "52:54:00:77:00:10"),
+    )?;
+    b1.wait_event("ready", BOOT)?;
+    b2.wait_event("ready", BOOT)?;
+    c.wait_event("ready", BOOT)?;
+    let started = c.wait_event("lb_started", Duration::from_secs(60))?;
+    assert_eq!(
+        (started["mode"].as_str(), started["vip"].as_str()),
+        (Some("route"), Some(VIP)),
+        "{started}"
+    );
+    wait_backend(&mut c, 0, B1, "up", Duration::from_secs(60))?;
+    wait_backend(&mut c, 0, B2, "up", Duration::from_secs(60))?;
+    let (_, hosts) = exec(&mut c, "busybox grep apiserver.cluster.local /etc/hosts")?;
+    assert_eq!(hosts.trim(), format!("{VIP} apiserver.cluster.local"));
+
+    // Spread over both backends, exactly the expected table.
+    assert_eq!(
+        kiln_service(&ipvs_table(&mut c)?),
+        vec![masq(B1, 1), masq(B2, 1)]
+    );
+    // Kiln's own netlink reading of the table agrees with ipvsadm's.
+    let (code, dump) = exec(&mut c, "/sbin/init ipvs-dump")?;
+    ensure!(code == 0, "ipvs-dump: {dump}");
+    eprintln!("--- ipvs-dump (kernel capture) ---\n{dump}");
+    let decoded: Vec<&str> = dump.lines().take_while(|l| !l.starts_with('#')).collect();
+    assert_eq!(
+        decoded,
+        vec![
+            format!("service tcp {VIP}:6443 rr flags 0 timeout 0 netmask ffffffff fwmark 0"),
+            format!("  dest {B1} Masquerade weight 1"),
+            format!("  dest {B2} Masquerade weight 1"),
+        ]
+    );
+    let answers = through_vip(&mut c, 8)?;
+    assert!(
+        answers.iter().filter(|a| *a == "api-1").count() >= 2,
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().filter(|a| *a == "api-2").count() >= 2,
+        "{answers:?}"
+    );
+
+    // Power cut on api-2: drained, then removed; no request reaches it.
+    let since = c.events().len();
+    let cut = Instant::now();
+    b2.kill()?;
+    let drained = wait_backend(&mut c, since, B2, "draining", Duration::from_secs(30))?;
+    let drain_s = cut.elapsed().as_secs_f64();
+    let down = wait_backend(&mut c, since, B2, "down", Duration::from_secs(30))?;
+    let down_s = cut.elapsed().as_secs_f64();
+    eprintln!("failover (host clock, TCG): drained after {drain_s:.2} s, removed after {down_s:.2} s ({drained} {down})");
+    assert!(down_s < 15.0, "removal took {down_s:.1} s");
+    let answers = through_vip(&mut c, 6)?;
+    assert!(answers.iter().all(|a| a == "api-1"), "{answers:?}");
+    assert_eq!(kiln_service(&ipvs_table(&mut c)?), vec![masq(B1, 1)]);
+
+    // Back: a fresh boot of api-2 rejoins after the rise threshold.
+    let since = c.events().len();
+    let mut b2 = vm(
+        "lb-api-2b",
+        &base,
+        &s2,
+        hub.nic_args(2, "52:54:00:77:00:12"),
+    )?;
+    b2.wait_event("ready", BOOT)?;
+    wait_backend(&mut c, since, B2, "up", Duration::from_secs(60))?;
+    assert_eq!(
+        kiln_service(&ipvs_table(&mut c)?),
+        vec![masq(B1, 1), masq(B2, 1)]
+    );
+
+    // A foreign service is left alone; a flush is repaired within an interval.
+    let (code, out) = exec(&mut c, "ipvsadm -A -t 10.9.9.9:80 -s rr")?;
+    ensure!(code == 0, "add foreign service: {out}");
+    std::thread::sleep(Duration::from_secs(3));
+    let table = ipvs_table(&mut c)?;
+    assert!(
+        table.iter().any(|(s, _)| s == "TCP 10.9.9.9:80 rr"),
+        "{table:?}"
+    );
+    assert_eq!(kiln_service(&table), vec![masq(B1, 1), masq(B2, 1)]);
+    let since = c.events().len();
+    let (code, _) = exec(&mut c, "ipvsadm -C")?;
+    ensure!(code == 0);
+    let sync = wait_for(&mut c, since, Duration::from_secs(10), |e| {
+        e["event"] == "lb_sync"
+    })?;
+    eprintln!("restored after flush: {sync}");
+    let table = ipvs_table(&mut c)?;
+    assert_eq!(kiln_service(&table), vec![masq(B1, 1), masq(B2, 1)]);
+    assert!(
+        !table.iter().any(|(s, _)| s.contains("10.9.9.9")),
+        "{table:?}"
+    );
+
+    // Reload without restart: api-2 pruned; a bad reload is refused.
+    let settings = json!({"backends": [B1], "check": {"kind": "http", "path": "/healthz"}});
+    c.send(&json!({"request": "lb", "settings": settings}))?;
+    c.wait_event("lb_reloaded", Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(kiln_service(&ipvs_table(&mut c)?), vec![masq(B1, 1)]);
+    let bad = json!({"port": 0, "backends": [B1], "check": {"kind": "tcp"}});
+    let since = c.events().len();
+    c.send(&json!({"request": "lb", "settings": bad}))?;
+    let err = wait_for(&mut c, since, Duration::from_secs(30), |e| {
+        e["event"] == "lb_error"
+    })?;
+    assert!(
+        err["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lb.port must not be 0"),
+        "{err}"
+    );
+    assert!(events_named(&c.events(), "fatal").is_empty());
+
+    for v in [&mut c, &mut b1, &mut b2] {
+        v.powerdown()?;
+    }
+    for v in [&mut c, &mut b1, &mut b2] {
+        v.wait_exit(Duration::from_secs(90))?;
+    }
+    std::fs::remove_dir_all(&dir)?;
+    Ok(())
+}
+
+/// Guest-side probe loop: one `uptime answer` line per request through the VIP.
+const PROBE_LOOP: &str = "( while [ ! -e /run/stop-probe ]; do t=$(busybox cut -d' ' -f1 /proc/uptime); r=$(busybox wget -q -T 1 -O - http://10.103.97.2:6443/id 2>/dev/null || echo FAIL); echo \"$t $r\"; busybox usleep 100000; done > /run/probe.log 2>&1 ) </dev/null >/dev/null 2>&1 &";
+
+/// (power-off → last attempt still sent to the dead backend, failed attempts) from a
+/// probe log: the dead backend's last answer stands for the power-off.
+fn failover_from_log(log: &str, dead: &str) -> Option<(f64, usize)> {
+    let rows: Vec<(f64, &str)> = log
+        .lines()
+        .filter_map(|l| {
+            let (t, r) = l.split_once(' ')?;
+            Some((t.parse().ok()?, r))
+        })
+        .collect();
+    let last_alive = rows.iter().rposition(|(_, r)| *r == dead)?;
+    let fails: Vec<f64> = rows[last_alive..]
+        .iter()
+        .filter(|(_, r)| *r == "FAIL")
+        .map(|(t, _)| *t)
+        .collect();
+    Some((fails.last()? - rows[last_alive].0, fails.len()))
+}
+
+/// One failover and recovery of api-2 with the current settings; returns (failover s
+/// guest clock, failed requests, recovery s host clock) and the new api-2 VM.
+fn failover_round(
+    c: &mut Vm,
+    b2: Vm,
+    base: &Path,
+    s2: &str,
+    hub: &Hub,
+    name: &str,
+) -> Result<(f64, usize, f64, Vm)> {
+    let mut b2 = b2;
+    exec(c, "busybox rm -f /run/stop-probe /run/probe.log")?;
+    exec(c, PROBE_LOOP)?;
+    std::thread::sleep(Duration::from_secs(4));
+    let since = c.events().len();
+    b2.kill()?;
+    wait_backend(c, since, B2, "down", Duration::from_secs(120))?;
+    std::thread::sleep(Duration::from_secs(3));
+    exec(c, "busybox touch /run/stop-probe; busybox sleep 2")?;
+    let (_, log) = exec(c, "busybox cat /run/probe.log")?;
+    let (failover, fails) =
+        failover_from_log(&log, "api-2").context("no failover in the probe log")?;
+    let since = c.events().len();
+    let mut b2 = vm(name, base, s2, hub.nic_args(2, "52:54:00:77:00:12"))?;
+    b2.wait_event("ready", BOOT)?;
+    let back = Instant::now();
+    wait_backend(c, since, B2, "up", Duration::from_secs(120))?;
+    Ok((failover, fails, back.elapsed().as_secs_f64(), b2))
+}
+
+/// Requests per second from the client: `n` sequential GETs of /id to `url`.
+fn rate(c: &mut Vm, url: &str, n: u32) -> Result<f64> {
+    let cmd = format!("s=$(busybox cut -d' ' -f1 /proc/uptime); for i in $(busybox seq 1 {n}); do busybox wget -q -T 3 -O /dev/null {url} || exit 1; done; e=$(busybox cut -d' ' -f1 /proc/uptime); echo $s $e");
+    let (code, out) = exec(c, &cmd)?;
+    ensure!(code == 0, "{url}: {out}");
+    let t: Vec<f64> = out
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    ensure!(t.len() == 2, "{out}");
+    Ok(f64::from(n) / (t[1] - t[0]))
+}
+
+/// Benchmark (not a test): `init/benches/lb.sh` runs it and records the figures.
+#[test]
+#[ignore = "benchmark: run by init/benches/lb.sh"]
+fn lb_bench() -> Result<()> {
+    require_qemu(Arch::X86_64);
+    let out = std::env::var("LB_BENCH_OUT").unwrap_or_else(|_| "/tmp/lb-bench.json".into());
+    let soak: u64 = std::env::var("LB_SOAK_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    let dir = image::target_dir().join("qemu-tests/lb-bench");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let (base, _) = common::build_node(&dir, &["ipvsadm"])?;
+    let hub = Hub::start(3)?;
+    let s_client = seed(
+        &dir,
+        "lb-client",
+        CLIENT_USER_DATA,
+        "52:54:00:77:00:10",
+        "192.168.77.10",
+    )?;
+    let s1 = seed(
+        &dir,
+        "api-1",
+        &backend_user_data("api-1"),
+        "52:54:00:77:00:11",
+        "192.168.77.11",
+    )?;
+    let s2 = seed(
+        &dir,
+        "api-2",
+        &backend_user_data("api-2"),
+        "52:54:00:77:00:12",
+        "192.168.77.12",
+    )?;
+    let mut b1 = vm(
+        "bench-api-1",
+        &base,
+        &s1,
+        hub.nic_args(1, "52:54:00:77:00:11"),
+    )?;
+    let b2 = vm(
+        "bench-api-2",
+        &base,
+        &s2,
+        hub.nic_args(2, "52:54:00:77:00:12"),
+    )?;
+    let mut c = vm(
+        "bench-client",
+        &base,
+        &s_client,
+        hub.nic_args(0, "52:54:00:77:00:10"),
+    )?;
+    c.wait_event("ready", BOOT)?;
+    wait_backend(&mut c, 0, B1, "up", BOOT)?;
+    wait_backend(&mut c, 0, B2, "up", BOOT)?;
+
+    let (mut vip_rates, mut direct_rates) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        vip_rates.push(rate(&mut c, &format!("http://{VIP}:6443/id"), 100)?);
+        direct_rates.push(rate(&mut c, "http://192.168.77.11:6443/id", 100)?);
+    }
+    let (k_fail, k_fails, k_rec, b2) =
+        failover_round(&mut c, b2, &base, &s2, &hub, "bench-api-2b")?;
+
+    // lvscare's defaults in the same harness: 5 s interval, 10 s timeout, act on one probe.
+    let lvscare = json!({"backends": [B1, B2], "check": {"kind": "http", "path": "/healthz",
+        "interval_ms": 5000, "timeout_ms": 10000, "rise": 1, "fall": 1}});
+    c.send(&json!({"request": "lb", "settings": lvscare}))?;
+    c.wait_event("lb_reloaded", Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_secs(6));
+    let (l_fail, l_fails, l_rec, b2) =
+        failover_round(&mut c, b2, &base, &s2, &hub, "bench-api-2c")?;
+
+    // Soak with Kiln's defaults and a healthy backend set: no transition may happen.
+    let defaults = json!({"backends": [B1, B2], "check": {"kind": "http", "path": "/healthz"}});
+    c.send(&json!({"request": "lb", "settings": defaults}))?;
+    c.wait_event("lb_reloaded", Duration::from_secs(30))?;
+    std::thread::sleep(Duration::from_secs(5));
+    let since = c.events().len();
+    std::thread::sleep(Duration::from_secs(soak));
+    let flaps = c.events()[since..]
+        .iter()
+        .filter(|e| e["event"] == "lb_backend")
+        .count();
+
+    let result = json!({
+        "vip_rps": vip_rates, "direct_rps": direct_rates,
+        "kiln": {"failover_s": k_fail, "failed_requests": k_fails, "recovery_s": k_rec},
+        "lvscare_model": {"failover_s": l_fail, "failed_requests": l_fails, "recovery_s": l_rec},
+        "soak_s": soak, "soak_transitions": flaps,
+        "accel": format!("{:?}", c.accel()),
+    });
+    std::fs::write(&out, serde_json::to_string_pretty(&result)?)?;
+    eprintln!("{result}");
+    drop(b2);
+    b1.kill()?;
+    Ok(())
+}
