@@ -33,6 +33,15 @@ fn backend_user_data(name: &str) -> String {
     format!("#cloud-config\nhostname: {name}\nruncmd:\n  - busybox mkdir -p /run/www\n  - echo ok > /run/www/healthz\n  - echo {name} > /run/www/id\n  - busybox httpd -p 6443 -h /run/www\n")
 }
 
+/// api-1 is also a control plane running the load balancer with itself as a backend:
+/// link mode (a local real server), /etc/hosts pointing at itself.
+fn control_plane_user_data() -> String {
+    format!(
+        "{}kiln:\n  role: control-plane\n  debug_exec: true\n  lb:\n    backends: ['192.168.77.11', '192.168.77.12']\n    check: {{kind: http, path: /healthz}}\n",
+        backend_user_data("api-1")
+    )
+}
+
 const CLIENT_USER_DATA: &str = "#cloud-config
 hostname: lb-client
 kiln:
@@ -76,6 +85,64 @@ fn vm(name: &str, base: &Path, seed: &str, nic: Vec<String>) -> Result<Vm> {
         format!("if=virtio,format=raw,readonly=on,file={seed}"),
     ]);
     Vm::start(cfg)
+}
+
+/// The three VMs on their hub: client `c` (the load balancer), backends `b1` and `b2`.
+struct Lab {
+    dir: std::path::PathBuf,
+    base: std::path::PathBuf,
+    hub: Hub,
+    /// api-2's seed, to boot it again.
+    s2: String,
+    c: Vm,
+    b1: Vm,
+    b2: Vm,
+}
+
+impl Lab {
+    /// Builds the image (+ ipvsadm) into target/qemu-tests/`name` and starts the VMs;
+    /// api-1 boots with `api1_user_data`.
+    fn boot(name: &str, api1_user_data: &str) -> Result<Lab> {
+        let dir = image::target_dir().join("qemu-tests").join(name);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        let (base, _) = common::build_node(&dir, &["ipvsadm"])?;
+        let hub = Hub::start(3)?;
+        let nodes = [
+            ("lb-client", CLIENT_USER_DATA.to_string(), "10"),
+            ("api-1", api1_user_data.to_string(), "11"),
+            ("api-2", backend_user_data("api-2"), "12"),
+        ];
+        let mut seeds = Vec::new();
+        for (node, user_data, last) in &nodes {
+            let mac = format!("52:54:00:77:00:{last}");
+            let addr = format!("192.168.77.{last}");
+            seeds.push(seed(&dir, node, user_data, &mac, &addr)?);
+        }
+        let mut vms = Vec::new();
+        for (i, (node, _, last)) in nodes.iter().enumerate() {
+            let mac = format!("52:54:00:77:00:{last}");
+            vms.push(vm(
+                &format!("{name}-{node}"),
+                &base,
+                &seeds[i],
+                hub.nic_args(i, &mac),
+            )?);
+        }
+        let mut vms = vms.into_iter();
+        let (Some(c), Some(b1), Some(b2)) = (vms.next(), vms.next(), vms.next()) else {
+            anyhow::bail!("three VMs expected");
+        };
+        Ok(Lab {
+            dir,
+            base,
+            hub,
+            s2: seeds.swap_remove(2),
+            c,
+            b1,
+            b2,
+        })
+    }
 }
 
 /// Runs `command` in the client through an `exec` request; (exit code, output).
@@ -187,40 +254,15 @@ fn ipvs_load_balancer_spreads_fails_over_and_restores() -> Result<()> {
     if !require_qemu(Arch::X86_64) || !image::require_tools(TOOLS) {
         return Ok(());
     }
-    let dir = image::target_dir().join("qemu-tests/lb");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let (base, _) = common::build_node(&dir, &["ipvsadm"])?;
-    let hub = Hub::start(3)?;
-    let s_client = seed(
-        &dir,
-        "lb-client",
-        CLIENT_USER_DATA,
-        "52:54:00:77:00:10",
-        "192.168.77.10",
-    )?;
-    let s1 = seed(
-        &dir,
-        "api-1",
-        &backend_user_data("api-1"),
-        "52:54:00:77:00:11",
-        "192.168.77.11",
-    )?;
-    let s2 = seed(
-        &dir,
-        "api-2",
-        &backend_user_data("api-2"),
-        "52:54:00:77:00:12",
-        "192.168.77.12",
-    )?;
-    let mut b1 = vm("lb-api-1", &base, &s1, hub.nic_args(1, "52:54:00:77:00:11"))?;
-    let mut b2 = vm("lb-api-2", &base, &s2, hub.nic_args(2, "52:54:00:77:00:12"))?;
-    let mut c = vm(
-        "lb-client",
-        &base,
-        &s_client,
-        hub.nic_args(0, "52:54:00:77:00:10"),
-    )?;
+    let Lab {
+        dir,
+        base,
+        hub,
+        s2,
+        mut c,
+        mut b1,
+        mut b2,
+    } = Lab::boot("lb", &control_plane_user_data())?;
     b1.wait_event("ready", BOOT)?;
     b2.wait_event("ready", BOOT)?;
     c.wait_event("ready", BOOT)?;
@@ -244,13 +286,14 @@ fn ipvs_load_balancer_spreads_fails_over_and_restores() -> Result<()> {
     let (code, dump) = exec(&mut c, "/sbin/init ipvs-dump")?;
     ensure!(code == 0, "ipvs-dump: {dump}");
     eprintln!("--- ipvs-dump (kernel capture) ---\n{dump}");
-    let decoded: Vec<&str> = dump.lines().take_while(|l| !l.starts_with('#')).collect();
+    let mut decoded: Vec<&str> = dump.lines().take_while(|l| !l.starts_with('#')).collect();
+    decoded.sort(); // the kernel's order of real servers is its hash order
     assert_eq!(
         decoded,
         vec![
-            format!("service tcp {VIP}:6443 rr flags 0 timeout 0 netmask ffffffff fwmark 0"),
             format!("  dest {B1} Masquerade weight 1"),
             format!("  dest {B2} Masquerade weight 1"),
+            format!("service tcp {VIP}:6443 rr flags 0 timeout 0 netmask ffffffff fwmark 0"),
         ]
     );
     let answers = through_vip(&mut c, 8)?;
@@ -262,6 +305,30 @@ fn ipvs_load_balancer_spreads_fails_over_and_restores() -> Result<()> {
         answers.iter().filter(|a| *a == "api-2").count() >= 2,
         "{answers:?}"
     );
+
+    // api-1, a control plane with a local real server: link mode; the VIP reaches itself
+    // and api-2 (source-NATed); no drift between rounds.
+    let cp = b1.wait_event("lb_started", Duration::from_secs(60))?;
+    assert_eq!(cp["mode"], "link", "{cp}");
+    wait_backend(&mut b1, 0, B1, "up", Duration::from_secs(60))?;
+    wait_backend(&mut b1, 0, B2, "up", Duration::from_secs(60))?;
+    let (_, hosts) = exec(&mut b1, "busybox grep apiserver.cluster.local /etc/hosts")?;
+    assert_eq!(hosts.trim(), "192.168.77.11 apiserver.cluster.local");
+    // 6.12 keeps masquerade for a local real server (older kernels showed "Local").
+    assert_eq!(
+        kiln_service(&ipvs_table(&mut b1)?),
+        vec![masq(B1, 1), masq(B2, 1)]
+    );
+    let answers = through_vip(&mut b1, 8)?;
+    assert!(answers.iter().any(|a| a == "api-1"), "{answers:?}");
+    assert!(answers.iter().any(|a| a == "api-2"), "{answers:?}");
+    let since = b1.events().len();
+    std::thread::sleep(Duration::from_secs(3));
+    let syncs = b1.events()[since..]
+        .iter()
+        .filter(|e| e["event"] == "lb_sync")
+        .count();
+    assert_eq!(syncs, 0, "IPVS rewritten without a change");
 
     // Power cut on api-2: drained, then removed; no request reaches it.
     let since = c.events().len();
@@ -422,50 +489,15 @@ fn lb_bench() -> Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(600);
-    let dir = image::target_dir().join("qemu-tests/lb-bench");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir)?;
-    let (base, _) = common::build_node(&dir, &["ipvsadm"])?;
-    let hub = Hub::start(3)?;
-    let s_client = seed(
-        &dir,
-        "lb-client",
-        CLIENT_USER_DATA,
-        "52:54:00:77:00:10",
-        "192.168.77.10",
-    )?;
-    let s1 = seed(
-        &dir,
-        "api-1",
-        &backend_user_data("api-1"),
-        "52:54:00:77:00:11",
-        "192.168.77.11",
-    )?;
-    let s2 = seed(
-        &dir,
-        "api-2",
-        &backend_user_data("api-2"),
-        "52:54:00:77:00:12",
-        "192.168.77.12",
-    )?;
-    let mut b1 = vm(
-        "bench-api-1",
-        &base,
-        &s1,
-        hub.nic_args(1, "52:54:00:77:00:11"),
-    )?;
-    let b2 = vm(
-        "bench-api-2",
-        &base,
-        &s2,
-        hub.nic_args(2, "52:54:00:77:00:12"),
-    )?;
-    let mut c = vm(
-        "bench-client",
-        &base,
-        &s_client,
-        hub.nic_args(0, "52:54:00:77:00:10"),
-    )?;
+    let Lab {
+        dir: _,
+        base,
+        hub,
+        s2,
+        mut c,
+        mut b1,
+        b2,
+    } = Lab::boot("lb-bench", &backend_user_data("api-1"))?;
     c.wait_event("ready", BOOT)?;
     wait_backend(&mut c, 0, B1, "up", BOOT)?;
     wait_backend(&mut c, 0, B2, "up", BOOT)?;

@@ -21,7 +21,7 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use super::health::State;
-use super::model::{Dest, Ipvs, IpvsError, Service, ServiceKey};
+use super::model::{Dest, Forward, Ipvs, IpvsError, Service, ServiceKey};
 
 /// Kernel-internal service flag reported in dumps but not settable.
 const IP_VS_SVC_F_HASHED: u32 = 0x0002;
@@ -153,8 +153,11 @@ fn service_differs(want: &Service, have: &Service) -> bool {
 }
 
 fn dest_differs(want: &Dest, have: &Dest) -> bool {
+    // The kernel turns a masquerade real server that is a local address into "Local"
+    // (ip_vs_ctl.c, __ip_vs_update_dest): that is the same thing, not drift.
+    let kernel_local = want.forward == Forward::Masquerade && have.forward == Forward::Local;
     want.weight != have.weight
-        || want.forward != have.forward
+        || (want.forward != have.forward && !kernel_local)
         || want.u_threshold != have.u_threshold
         || want.l_threshold != have.l_threshold
 }

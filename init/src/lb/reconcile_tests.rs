@@ -342,3 +342,15 @@ fn ops_display() {
         assert_eq!(op.to_string(), want);
     }
 }
+
+#[test]
+fn kernel_local_forwarding_of_a_local_backend_is_not_drift() {
+    let r = Reconciler::new(vec![vs("rr", &[(1, 1)])]).unwrap();
+    let desired = r.desired(&healthy());
+    let mut observed = desired.clone();
+    let set = |o: &mut Observed, f: Forward| o.get_mut(&vip()).unwrap().dests[0].forward = f;
+    set(&mut observed, Forward::Local);
+    assert_eq!(plan(&desired, &observed, r.owned()), vec![]);
+    set(&mut observed, Forward::Tunnel);
+    assert_eq!(plan(&desired, &observed, r.owned()).len(), 1);
+}

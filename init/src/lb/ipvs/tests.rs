@@ -294,3 +294,24 @@ fn hex_parser_rejects_bad_tokens() {
     assert!(parse_hex("1 02").is_err());
     assert!(parse_hex("zz").is_err());
 }
+
+#[test]
+fn decodes_real_kernel_captures() {
+    // Taken from Debian's 6.12 kernel in a QEMU guest by `init ipvs-dump` (see the files).
+    let vip = key(Protocol::Tcp, "10.103.97.2", 6443);
+    let msgs = run::<IpvsMessage>("captured_get_service_dump.hex", 0x23, 2).unwrap();
+    let got: Vec<Service> = msgs.iter().map(|m| service_from(m, "t").unwrap()).collect();
+    assert_eq!(got, vec![svc(vip, "rr", 0, 0, u32::MAX)]);
+    let msgs = run::<IpvsMessage>("captured_get_dest_dump.hex", 0x23, 3).unwrap();
+    let got: Vec<Dest> = msgs
+        .iter()
+        .map(|m| dest_from(m, &vip, "t").unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            Dest::new(ip("192.168.77.12"), 6443, 1),
+            Dest::new(ip("192.168.77.11"), 6443, 1)
+        ]
+    );
+}
