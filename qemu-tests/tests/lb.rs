@@ -30,7 +30,7 @@ fn network(mac: &str, addr: &str) -> String {
 }
 
 fn backend_user_data(name: &str) -> String {
-    format!("#cloud-config\nhostname: {name}\nruncmd:\n  - busybox mkdir -p /run/www\n  - echo ok > /run/www/healthz\n  - echo {name} > /run/www/id\n  - busybox httpd -p 6443 -h /run/www\n")
+    format!("#cloud-config\nhostname: {name}\nruncmd:\n  - busybox mkdir -p /run/www\n  - echo ok > /run/www/healthz\n  - echo {name} > /run/www/id\n  - busybox httpd -p 6443 -h /run/www\n  - busybox dd if=/dev/zero of=/run/www/big bs=1048576 count=16\n")
 }
 
 /// api-1 is also a control plane running the load balancer with itself as a backend:
@@ -414,30 +414,46 @@ fn ipvs_load_balancer_spreads_fails_over_and_restores() -> Result<()> {
     Ok(())
 }
 
-/// Guest-side probe loop: one `uptime answer` line per request through the VIP.
-const PROBE_LOOP: &str = "( while [ ! -e /run/stop-probe ]; do t=$(busybox cut -d' ' -f1 /proc/uptime); r=$(busybox wget -q -T 1 -O - http://10.103.97.2:6443/id 2>/dev/null || echo FAIL); echo \"$t $r\"; busybox usleep 100000; done > /run/probe.log 2>&1 ) </dev/null >/dev/null 2>&1 &";
+/// Guest-side probe loop: every 0.1 s, one request through the VIP and one straight to
+/// api-2, each in the background (a hanging request delays no other), logged as
+/// `uptime vip|direct answer|FAIL`.
+const PROBE_LOOP: &str = "( while [ ! -e /run/stop-probe ]; do t=$(busybox cut -d' ' -f1 /proc/uptime); ( r=$(busybox wget -q -T 1 -O - http://10.103.97.2:6443/id 2>/dev/null || echo FAIL); echo \"$t vip $r\" >> /run/probe.log ) & ( r=$(busybox wget -q -T 1 -O - http://192.168.77.12:6443/id 2>/dev/null || echo FAIL); echo \"$t direct $r\" >> /run/probe.log ) & busybox usleep 100000; done ) </dev/null >/dev/null 2>&1 &";
 
-/// (power-off → last attempt still sent to the dead backend, failed attempts) from a
-/// probe log: the dead backend's last answer stands for the power-off.
-fn failover_from_log(log: &str, dead: &str) -> Option<(f64, usize)> {
-    let rows: Vec<(f64, &str)> = log
+/// From a probe log around a power cut and a restart of api-2 (guest clock):
+/// (failover: api-2's last direct answer → last VIP request that still went to it (and
+/// failed); failed VIP requests; recovery: api-2's first direct answer again → its first
+/// answer through the VIP).
+fn failover_from_log(log: &str) -> Option<(f64, usize, f64)> {
+    let mut rows: Vec<(f64, &str, &str)> = log
         .lines()
         .filter_map(|l| {
-            let (t, r) = l.split_once(' ')?;
-            Some((t.parse().ok()?, r))
+            let mut f = l.split_whitespace();
+            Some((f.next()?.parse().ok()?, f.next()?, f.next()?))
         })
         .collect();
-    let last_alive = rows.iter().rposition(|(_, r)| *r == dead)?;
-    let fails: Vec<f64> = rows[last_alive..]
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let alive = |r: &&(f64, &str, &str)| r.1 == "direct" && r.2 == "api-2";
+    let dead_at = rows
         .iter()
-        .filter(|(_, r)| *r == "FAIL")
-        .map(|(t, _)| *t)
+        .take_while(|r| !(r.1 == "direct" && r.2 == "FAIL"))
+        .filter(alive)
+        .last()?
+        .0;
+    let back_at = rows.iter().filter(|r| r.0 > dead_at).find(|r| alive(r))?.0;
+    let fails: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.0 > dead_at && r.0 < back_at && r.1 == "vip" && r.2 == "FAIL")
+        .map(|r| r.0)
         .collect();
-    Some((fails.last()? - rows[last_alive].0, fails.len()))
+    let rejoined = rows
+        .iter()
+        .find(|r| r.0 >= back_at && r.1 == "vip" && r.2 == "api-2")?
+        .0;
+    Some((fails.last()? - dead_at, fails.len(), rejoined - back_at))
 }
 
-/// One failover and recovery of api-2 with the current settings; returns (failover s
-/// guest clock, failed requests, recovery s host clock) and the new api-2 VM.
+/// One power cut and restart of api-2 with the current settings; returns (failover s,
+/// failed requests, recovery s), all on the client's clock, and the new api-2 VM.
 fn failover_round(
     c: &mut Vm,
     b2: Vm,
@@ -454,16 +470,30 @@ fn failover_round(
     b2.kill()?;
     wait_backend(c, since, B2, "down", Duration::from_secs(120))?;
     std::thread::sleep(Duration::from_secs(3));
-    exec(c, "busybox touch /run/stop-probe; busybox sleep 2")?;
-    let (_, log) = exec(c, "busybox cat /run/probe.log")?;
-    let (failover, fails) =
-        failover_from_log(&log, "api-2").context("no failover in the probe log")?;
     let since = c.events().len();
     let mut b2 = vm(name, base, s2, hub.nic_args(2, "52:54:00:77:00:12"))?;
     b2.wait_event("ready", BOOT)?;
-    let back = Instant::now();
     wait_backend(c, since, B2, "up", Duration::from_secs(120))?;
-    Ok((failover, fails, back.elapsed().as_secs_f64(), b2))
+    std::thread::sleep(Duration::from_secs(3));
+    exec(c, "busybox touch /run/stop-probe; busybox sleep 2")?;
+    let (_, log) = exec(c, "busybox cat /run/probe.log")?;
+    let (failover, fails, recovery) =
+        failover_from_log(&log).context("no failover and recovery in the probe log")?;
+    Ok((failover, fails, recovery, b2))
+}
+
+/// Seconds for one `wget` of `url` to /dev/null, `n` times (guest clock).
+fn fetch_times(c: &mut Vm, url: &str, n: u32) -> Result<Vec<f64>> {
+    let cmd = format!("for i in $(busybox seq 1 {n}); do s=$(busybox cut -d' ' -f1 /proc/uptime); busybox wget -q -T 30 -O /dev/null {url} || exit 1; e=$(busybox cut -d' ' -f1 /proc/uptime); echo $s $e; done");
+    let (code, out) = exec(c, &cmd)?;
+    ensure!(code == 0, "{url}: {out}");
+    Ok(out
+        .lines()
+        .filter_map(|l| {
+            let (s, e) = l.split_once(' ')?;
+            Some(e.parse::<f64>().ok()? - s.parse::<f64>().ok()?)
+        })
+        .collect())
 }
 
 /// Requests per second from the client: `n` sequential GETs of /id to `url`.
@@ -503,9 +533,22 @@ fn lb_bench() -> Result<()> {
     wait_backend(&mut c, 0, B2, "up", BOOT)?;
 
     let (mut vip_rates, mut direct_rates) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
+    let (mut vip_bulk, mut direct_bulk) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
         vip_rates.push(rate(&mut c, &format!("http://{VIP}:6443/id"), 100)?);
         direct_rates.push(rate(&mut c, "http://192.168.77.11:6443/id", 100)?);
+        // 16 MiB over one connection: MiB/s.
+        let mib = |t: Vec<f64>| t.iter().map(|s| 16.0 / s).collect::<Vec<f64>>();
+        vip_bulk.extend(mib(fetch_times(
+            &mut c,
+            &format!("http://{VIP}:6443/big"),
+            2,
+        )?));
+        direct_bulk.extend(mib(fetch_times(
+            &mut c,
+            "http://192.168.77.11:6443/big",
+            2,
+        )?));
     }
     let (k_fail, k_fails, k_rec, b2) =
         failover_round(&mut c, b2, &base, &s2, &hub, "bench-api-2b")?;
@@ -533,6 +576,7 @@ fn lb_bench() -> Result<()> {
 
     let result = json!({
         "vip_rps": vip_rates, "direct_rps": direct_rates,
+        "vip_mib_s": vip_bulk, "direct_mib_s": direct_bulk,
         "kiln": {"failover_s": k_fail, "failed_requests": k_fails, "recovery_s": k_rec},
         "lvscare_model": {"failover_s": l_fail, "failed_requests": l_fails, "recovery_s": l_rec},
         "soak_s": soak, "soak_transitions": flaps,
