@@ -18,20 +18,8 @@ use std::time::Duration;
 
 use super::probe::{ProbeError, ProbeResult};
 
-/// Monotonic time since boot (including suspend).
-pub trait Clock: Send + Sync {
-    fn now(&self) -> Duration;
-}
-
-/// CLOCK_BOOTTIME.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> Duration {
-        crate::sys::boottime()
-    }
-}
+/// Monotonic time since boot (CLOCK_BOOTTIME), the same clock the DHCP client uses.
+pub use crate::net::{Clock, SystemClock};
 
 /// Probe timing and thresholds.
 ///
