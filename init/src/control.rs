@@ -96,7 +96,8 @@ pub fn handle(line: &str, ctx: &Context) -> Vec<Event> {
             }
             None => vec![events::request_error("no load balancer is running")],
         },
-        Ok(Request::Log { .. }) | Err(_) => answer(line, ctx.services, ctx.log_dir),
+        Ok(Request::Log { service, lines }) => log_tail(&service, lines, ctx.services, ctx.log_dir),
+        Err(reason) => vec![events::request_error(&reason)],
     }
 }
 
@@ -132,41 +133,33 @@ fn spawn_exec(
         });
 }
 
-/// Answers a `log` request line (or refuses a bad one). `services` are the names the
-/// supervisor knows; logs are read from `log_dir`.
-pub fn answer(line: &str, services: &[&str], log_dir: &Path) -> Vec<Event> {
-    match parse(line) {
-        Ok(Request::Exec { .. } | Request::Lb(_)) => {
-            vec![events::request_error("not a log request")]
-        }
-        Ok(Request::Log { service, lines }) => {
-            if !services.contains(&service.as_str()) {
-                let known = services.join(", ");
-                let reason = format!("no service {service:?} (known: {known})");
-                return vec![events::request_error(&reason)];
-            }
-            let path = log_dir.join(format!("{service}.log"));
-            let text = match std::fs::read(&path) {
-                Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                Err(e) => {
-                    let reason = format!("read {}: {e}", path.display());
-                    return vec![events::request_error(&reason)];
-                }
-            };
-            let all: Vec<&str> = text.lines().collect();
-            let tail = all
-                .get(all.len().saturating_sub(lines)..)
-                .unwrap_or_default();
-            let mut out: Vec<Event> = tail
-                .iter()
-                .map(|l| crate::services::event::log_line(&service, l))
-                .collect();
-            out.push(events::log_end(&service, tail.len()));
-            out
-        }
-        Err(reason) => vec![events::request_error(&reason)],
+/// The last `lines` of a service's log as `log` events, then `log_end`. `services` are
+/// the names the supervisor knows (no other name becomes a path); logs are in `log_dir`.
+fn log_tail(service: &str, lines: usize, services: &[&str], log_dir: &Path) -> Vec<Event> {
+    if !services.contains(&service) {
+        let known = services.join(", ");
+        let reason = format!("no service {service:?} (known: {known})");
+        return vec![events::request_error(&reason)];
     }
+    let path = log_dir.join(format!("{service}.log"));
+    let text = match std::fs::read(&path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => {
+            let reason = format!("read {}: {e}", path.display());
+            return vec![events::request_error(&reason)];
+        }
+    };
+    let all: Vec<&str> = text.lines().collect();
+    let tail = all
+        .get(all.len().saturating_sub(lines)..)
+        .unwrap_or_default();
+    let mut out: Vec<Event> = tail
+        .iter()
+        .map(|l| crate::services::event::log_line(service, l))
+        .collect();
+    out.push(events::log_end(service, tail.len()));
+    out
 }
 
 #[cfg(test)]
@@ -175,6 +168,20 @@ mod tests {
     use super::*;
     use crate::events::Value;
     use crate::testutil::TempDir;
+
+    /// `handle` with only logs to read (no exec, no load balancer).
+    fn answer(line: &str, services: &[&str], log_dir: &Path) -> Vec<Event> {
+        let queue = crate::services::logs::EventQueue::default();
+        let ctx = Context {
+            services,
+            log_dir,
+            exec_enabled: false,
+            background: &queue,
+            lb: None,
+            scratch: log_dir,
+        };
+        handle(line, &ctx)
+    }
 
     fn field<'a>(e: &'a Event, key: &str) -> &'a Value {
         &e.fields.iter().find(|(k, _)| *k == key).unwrap().1

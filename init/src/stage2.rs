@@ -117,12 +117,17 @@ fn rename_links(
     network: &crate::config::NetworkConfig,
     nl: &mut dyn net::Netlink,
 ) {
-    let renames = crate::netmap::renames(network, &crate::netmap::links(Path::new("/sys")));
-    if renames.is_empty() {
-        return;
-    }
+    // One listing serves both matching (name, MAC) and the indexes the renames need.
     let links = nl.links().unwrap_or_default();
-    for (old, new) in renames {
+    let infos: Vec<crate::netmap::LinkInfo> = links
+        .iter()
+        .filter(|l| l.kind != net::LinkKind::Loopback)
+        .map(|l| crate::netmap::LinkInfo {
+            name: l.name.clone(),
+            mac: l.mac,
+        })
+        .collect();
+    for (old, new) in crate::netmap::renames(network, &infos) {
         let Some(link) = links.iter().find(|l| l.name == old) else {
             continue;
         };

@@ -152,7 +152,13 @@ pub fn serve(reporter: &mut Reporter, signals: Option<SignalFd>, mut node: Node)
             reporter.event(&events::ready(boot, events::vmhwm_kib(&status)));
         }
         let timeout = node.services.as_ref().and_then(Services::timeout);
-        let timeout = Some(timeout.map_or(BACKGROUND_DRAIN, |t| t.min(BACKGROUND_DRAIN)));
+        // Threads queue events only when there is a load balancer or exec requests.
+        let background = node.lb.is_some() || node.exec_enabled;
+        let timeout = match timeout {
+            Some(t) if background => Some(t.min(BACKGROUND_DRAIN)),
+            None if background => Some(BACKGROUND_DRAIN),
+            other => other,
+        };
         let port = reporter.port_fd();
         let sig = match signals.wait_either(timeout, port) {
             Ok(Wake::Signal(sig)) => sig,
