@@ -14,6 +14,7 @@ pub mod apply;
 pub mod blockdev;
 pub mod chain;
 pub mod children;
+pub mod cluster;
 pub mod cmdline;
 pub mod config;
 pub mod control;

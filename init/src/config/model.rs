@@ -140,6 +140,9 @@ pub struct KilnSettings {
     /// whoever holds the port then has a root shell).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub debug_exec: bool,
+    /// Cluster membership (`kiln cluster gen` writes it): etcd, kubeadm, kubelet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::cluster::settings::ClusterSettings>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
