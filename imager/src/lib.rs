@@ -5,6 +5,7 @@
 //! ([`squashfs`], [`cpio`], [`fat`], [`gpt`], [`qcow2`]) turn plans into bytes.
 
 pub mod artifacts;
+pub mod cluster;
 pub mod cpio;
 pub mod debian;
 pub mod disk;
@@ -14,6 +15,7 @@ pub mod fat;
 pub mod gpt;
 pub mod initramfs;
 pub mod kconfig;
+pub mod kubernetes;
 pub mod lock;
 pub mod modules;
 pub mod pipeline;

@@ -23,6 +23,20 @@ pub struct Lock {
     pub packages: Vec<LockedPackage>,
     #[serde(default, rename = "artifact")]
     pub artifacts: Vec<LockedArtifact>,
+    // -- kubernetes (`[kubernetes]` in the spec; see crate::kubernetes) --
+    #[serde(
+        default,
+        rename = "kubernetes_binary",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub kubernetes_binaries: Vec<LockedBinary>,
+    #[serde(
+        default,
+        rename = "kubernetes_image",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub kubernetes_images: Vec<LockedImage>,
+    // -- end kubernetes --
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +58,32 @@ pub struct LockedArtifact {
     pub size: u64,
     pub sha256: String,
 }
+
+// -- kubernetes --
+/// A Kubernetes binary (kubeadm, kubelet, kubectl): where it came from and its digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedBinary {
+    pub name: String,
+    /// The download URL, or the local file it was read from.
+    pub url: String,
+    pub sha256: String,
+}
+
+/// A container image: the platform manifest it resolved to (and the index it came from).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockedImage {
+    /// The full reference, e.g. `registry.k8s.io/pause:3.10.1`.
+    #[serde(rename = "ref")]
+    pub reference: String,
+    /// `sha256:…` of the platform manifest baked into the image.
+    pub digest: String,
+    /// `sha256:…` of the multi-platform index the tag pointed to, if it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_digest: Option<String>,
+}
+// -- end kubernetes --
 
 pub const VERSION: u32 = 1;
 
@@ -85,9 +125,6 @@ pub fn check(locked: &Lock, resolved: &Lock, origin: &str) -> Result<(), LockErr
     if diff.is_empty() && locked.packages != resolved.packages {
         diff.push("same versions, different files or digests".into());
     }
-    if diff.is_empty() && locked.artifacts != resolved.artifacts {
-        diff.push("artifacts differ".into());
-    }
     if diff.is_empty() {
         return Ok(());
     }
@@ -101,6 +138,36 @@ pub fn check(locked: &Lock, resolved: &Lock, origin: &str) -> Result<(), LockErr
         origin: origin.to_string(),
         diff: d,
     })
+}
+
+/// Artifacts (`[[artifact]]`, and the archives and manifests of `[kubernetes]`) are known
+/// only once the root is assembled, so they are compared after the packages: the first
+/// artifact that differs is named.
+pub fn check_artifacts(locked: &Lock, resolved: &Lock, origin: &str) -> Result<(), LockError> {
+    let differs = |diff: String| LockError::Differs {
+        origin: origin.to_string(),
+        diff,
+    };
+    for r in &resolved.artifacts {
+        match locked.artifacts.iter().find(|l| l.dest == r.dest) {
+            None => return Err(differs(format!("+artifact {}", r.dest))),
+            Some(l) if l != r => {
+                return Err(differs(format!(
+                    "artifact {}: {} sha256 {} vs {} sha256 {}",
+                    r.dest, l.source, l.sha256, r.source, r.sha256
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    match locked
+        .artifacts
+        .iter()
+        .find(|l| !resolved.artifacts.contains(l))
+    {
+        Some(l) => Err(differs(format!("-artifact {}", l.dest))),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -126,6 +193,8 @@ mod tests {
             arch: "amd64".into(),
             packages: p,
             artifacts: vec![],
+            kubernetes_binaries: vec![],
+            kubernetes_images: vec![],
         }
     }
 
@@ -156,6 +225,30 @@ mod tests {
             }
         );
         assert!(check(&a, &a, "k").is_ok());
+        // Artifacts are not the packages' business: compared on their own, first one named.
+        let mut d = a.clone();
+        d.artifacts.push(LockedArtifact {
+            dest: "/x".into(),
+            source: "x".into(),
+            size: 1,
+            sha256: "0".repeat(64),
+        });
+        assert!(check(&a, &d, "k").is_ok());
+        let differs = |diff: &str| LockError::Differs {
+            origin: "k".into(),
+            diff: diff.into(),
+        };
+        assert_eq!(check_artifacts(&a, &d, "k"), Err(differs("+artifact /x")));
+        assert_eq!(check_artifacts(&d, &a, "k"), Err(differs("-artifact /x")));
+        let mut e = d.clone();
+        e.artifacts[0].sha256 = "1".repeat(64);
+        let changed = format!(
+            "artifact /x: x sha256 {} vs x sha256 {}",
+            "0".repeat(64),
+            "1".repeat(64)
+        );
+        assert_eq!(check_artifacts(&d, &e, "k"), Err(differs(&changed)));
+        assert_eq!(check_artifacts(&d, &d, "k"), Ok(()));
         let bad = "version = 2\nsuite = \"t\"\narch = \"amd64\"\n";
         assert_eq!(
             parse(bad, "k").unwrap_err(),

@@ -46,6 +46,145 @@ enum Cmd {
         #[arg(long, short)]
         quiet: bool,
     },
+    /// Make a cluster's secrets and node seeds (gen), or one more node (add).
+    Cluster {
+        #[command(subcommand)]
+        cmd: ClusterCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Write secrets.toml, admin.conf and nodes/<name>/{user-data,meta-data,network-config,kiln.toml,seed.img}.
+    Gen(Box<GenArgs>),
+    /// Write one more node's seeds into a folder made by `gen` and record it in secrets.toml.
+    #[command(group(clap::ArgGroup::new("role").required(true).args(["control_plane", "worker"])))]
+    Add {
+        /// The folder `kiln cluster gen` wrote.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Add a control plane with this address (joins the existing members).
+        #[arg(long = "control-plane")]
+        control_plane: Option<String>,
+        /// Add a worker with this address.
+        #[arg(long)]
+        worker: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct GenArgs {
+    /// Cluster name (a DNS label).
+    #[arg(long)]
+    name: String,
+    /// Control-plane addresses (comma-separated or repeated): cp-1, cp-2, …
+    #[arg(long = "control-plane", value_delimiter = ',')]
+    control_plane: Vec<String>,
+    /// Worker addresses (comma-separated or repeated): worker-1, …
+    #[arg(long, value_delimiter = ',')]
+    worker: Vec<String>,
+    /// Kubernetes version for kubeadm (v1.34.2); default: the image's kubeadm.
+    #[arg(long = "k8s-version")]
+    k8s_version: Option<String>,
+    #[arg(long, default_value = "10.244.0.0/16")]
+    pod_cidr: String,
+    #[arg(long, default_value = kiln_init::cluster::settings::DEFAULT_SERVICE_CIDR)]
+    service_cidr: String,
+    /// The workers' load-balancer VIP for the API servers.
+    #[arg(long, default_value = "10.103.97.2")]
+    vip: String,
+    /// Prefix length of the nodes' static addresses.
+    #[arg(long, default_value = "24")]
+    prefix: String,
+    /// Default gateway for the nodes' static interface.
+    #[arg(long)]
+    gateway: Option<String>,
+    /// Interface that gets the static address.
+    #[arg(long, default_value = "eth0")]
+    interface: String,
+    /// Also run DHCPv4 on this interface (repeatable).
+    #[arg(long = "dhcp-interface")]
+    dhcp_interface: Vec<String>,
+    /// Validity of the CAs in hours (default 100 years).
+    #[arg(long, default_value = "876000")]
+    ca_validity_hours: String,
+    /// Allow exec requests on the nodes' event port (tests, dev clusters).
+    #[arg(long)]
+    debug_exec: bool,
+    /// Workers' API-server health check: https (verified with the cluster CA) or tcp.
+    #[arg(long, default_value = "https")]
+    lb_check: String,
+    /// An etcd snapshot the first control plane restores into a new cluster (disaster
+    /// recovery; it travels in that node's seed).
+    #[arg(long = "etcd-restore")]
+    etcd_restore: Option<PathBuf>,
+    /// Output folder (must not exist, or be empty).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn cluster(cmd: ClusterCmd) -> anyhow::Result<()> {
+    use kiln_imager::cluster;
+    let summary = match cmd {
+        ClusterCmd::Gen(args) => {
+            let GenArgs {
+                name,
+                control_plane,
+                worker,
+                k8s_version,
+                pod_cidr,
+                service_cidr,
+                vip,
+                prefix,
+                gateway,
+                interface,
+                dhcp_interface,
+                ca_validity_hours,
+                debug_exec,
+                lb_check,
+                etcd_restore,
+                out,
+            } = *args;
+            let opts = cluster::GenOptions {
+                name,
+                control_planes: control_plane,
+                workers: worker,
+                kubernetes_version: k8s_version,
+                pod_cidr,
+                service_cidr,
+                vip,
+                prefix,
+                gateway,
+                interface,
+                dhcp_interfaces: dhcp_interface,
+                ca_validity_hours,
+                debug_exec,
+                lb_check,
+                etcd_restore,
+            };
+            cluster::gen(&opts, &out)?
+        }
+        ClusterCmd::Add {
+            dir,
+            control_plane,
+            worker,
+        } => match (control_plane, worker) {
+            (Some(a), _) => cluster::add(&dir, cluster::Role::ControlPlane, &a)?,
+            (None, Some(a)) => cluster::add(&dir, cluster::Role::Worker, &a)?,
+            (None, None) => anyhow::bail!("give --control-plane ADDR or --worker ADDR"),
+        },
+    };
+    println!("cluster {} in {}:", summary.cluster, summary.dir.display());
+    for (n, dir) in &summary.nodes {
+        let role = cluster::topology::role_name(n.role);
+        println!(
+            "  {:<10} {role:<13} {:<15} {}",
+            n.name.as_str(),
+            n.address.to_string(),
+            dir.join("seed.img").display()
+        );
+    }
+    Ok(())
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -93,6 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Cmd::Cluster { cmd } => cluster(cmd),
     }
 }
 

@@ -12,7 +12,9 @@ use crate::debian::{mirror, resolve, source};
 use crate::lock::{self, Lock, LockedPackage};
 use crate::progress::Progress;
 use crate::spec::{self, Spec};
-use crate::{artifacts, disk, initramfs, kconfig, modules, rootfs, squashfs, stage2_modules};
+use crate::{
+    artifacts, disk, initramfs, kconfig, kubernetes, modules, rootfs, squashfs, stage2_modules,
+};
 
 pub const DEFAULT_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
@@ -107,6 +109,8 @@ fn to_lock(spec: &Spec, pkgs: &[crate::debian::packages::Package]) -> Lock {
             })
             .collect(),
         artifacts: vec![],
+        kubernetes_binaries: vec![],
+        kubernetes_images: vec![],
     }
 }
 
@@ -117,7 +121,7 @@ fn resolve_packages(
     lock_path: &Path,
     locked: bool,
     p: &Progress,
-) -> Result<Lock> {
+) -> Result<(Lock, Option<Lock>)> {
     p.phase("index");
     let keyring_path = spec
         .debian
@@ -153,8 +157,9 @@ fn resolve_packages(
             .with_context(|| format!("--locked: read lock file {}", lock_path.display()))?;
         let l = lock::parse(&text, &lock_path.display().to_string())?;
         lock::check(&l, &resolved, &lock_path.display().to_string())?;
+        return Ok((resolved, Some(l)));
     }
-    Ok(resolved)
+    Ok((resolved, None))
 }
 
 /// Builds the image; on failure, an output folder this call created is removed again
@@ -180,7 +185,7 @@ fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
         .clone()
         .unwrap_or_else(Fetcher::default_cache_dir);
     let fetcher = Fetcher::new(&mirror, cache.clone());
-    let mut lock = resolve_packages(&spec, &fetcher, &lock_path, opts.locked, &p)?;
+    let (mut lock, locked) = resolve_packages(&spec, &fetcher, &lock_path, opts.locked, &p)?;
 
     p.phase("download");
     let items: Vec<FetchItem> = lock
@@ -231,6 +236,34 @@ fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
     rootfs::fix_secret_modes(&mut tree)?;
     lock.artifacts = artifacts::add(&spec.artifacts, &mut tree, &cache)?;
     tree.add_file("usr/sbin/init", 0o755, init)?;
+
+    // -- kubernetes: binaries, images and manifests of `[kubernetes]` (crate::kubernetes) --
+    if spec.kubernetes.is_some() {
+        p.phase("kubernetes");
+    }
+    let pins = kubernetes::Pins::for_build(locked.as_ref(), &lock_path);
+    let baked = kubernetes::bake(
+        spec.kubernetes.as_ref(),
+        spec.arch,
+        &mut tree,
+        &cache,
+        &pins,
+    )?;
+    if spec.kubernetes.is_some() {
+        p.note(&format!(
+            "{} binaries, {} images, {} archives and manifests",
+            baked.binaries.len(),
+            baked.images.len(),
+            baked.artifacts.len()
+        ));
+    }
+    lock.kubernetes_binaries = baked.binaries;
+    lock.kubernetes_images = baked.images;
+    lock.artifacts.extend(baked.artifacts);
+    // -- end kubernetes --
+    if let Some(l) = &locked {
+        lock::check_artifacts(l, &lock, &lock_path.display().to_string())?;
+    }
 
     p.phase("squashfs");
     let mut sq = std::io::Cursor::new(Vec::new());

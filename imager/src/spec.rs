@@ -68,6 +68,8 @@ pub struct Spec {
     pub artifacts: Vec<Artifact>,
     #[serde(default)]
     pub disk: Disk,
+    /// `[kubernetes]`: binaries, images and manifests baked in (see crate::kubernetes).
+    pub kubernetes: Option<crate::kubernetes::Kubernetes>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -199,6 +201,9 @@ fn validate(spec: &Spec) -> Result<(), String> {
             ));
         }
     }
+    if let Some(k) = &spec.kubernetes {
+        crate::kubernetes::config::validate(k)?;
+    }
     let d = &spec.disk;
     let fixed = d.esp_size.0 + 2 * d.root_size.0 + crate::gpt::STATE_MIN + crate::gpt::OVERHEAD;
     if d.size.0 < fixed {
@@ -268,7 +273,7 @@ mod tests {
                     origin: "t".into(),
                     line: 2,
                     column: 1,
-                    message: "unknown field `bogus`, expected one of `name`, `arch`, `cmdline`, `formats`, `overlays`, `debian`, `artifact`, `disk`".into(),
+                    message: "unknown field `bogus`, expected one of `name`, `arch`, `cmdline`, `formats`, `overlays`, `debian`, `artifact`, `disk`, `kubernetes`".into(),
                 },
             ),
             (

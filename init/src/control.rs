@@ -4,7 +4,9 @@
 //!   /var/log/kiln/<service>.log as `log` events, then `log_end`;
 //! - `{"request":"exec","id":"x","command":"ipvsadm -Ln"}` → `exec_result {id, code,
 //!   output}` from `/bin/sh -c`, only when the config sets `kiln: debug_exec: true`;
-//! - `{"request":"lb","settings":{…}}` → reloads the load balancer (`lb_reloaded`).
+//! - `{"request":"lb","settings":{…}}` → reloads the load balancer (`lb_reloaded`);
+//! - `{"request":"etcd","action":"snapshot"|"leave","id":"x"}` on control planes →
+//!   `etcd_snapshot {id, path, bytes, sha256}` / `etcd_left {id, member}` / `etcd_error`.
 //!
 //! Owns request parsing and the answers; it never touches services (read-only), and only
 //! names services the supervisor knows, so a request cannot name an arbitrary path.
@@ -28,6 +30,16 @@ pub enum Request {
     Log { service: String, lines: usize },
     Exec { id: String, command: String },
     Lb(Box<crate::lb::settings::LbSettings>),
+    Etcd { id: String, action: EtcdAction },
+}
+
+/// What an `etcd` request asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdAction {
+    /// A snapshot into /var/lib/kiln/etcd-backup now → `etcd_snapshot`.
+    Snapshot,
+    /// Remove this member from the cluster (member-remove) → `etcd_left`.
+    Leave,
 }
 
 #[derive(Deserialize)]
@@ -39,6 +51,7 @@ struct Wire {
     id: Option<String>,
     command: Option<String>,
     settings: Option<crate::lb::settings::LbSettings>,
+    action: Option<String>,
 }
 
 /// What answering a request may use.
@@ -51,6 +64,8 @@ pub struct Context<'a> {
     /// Where exec results arrive later (from their threads).
     pub background: &'a crate::services::logs::EventQueue,
     pub lb: Option<&'a crate::lb::run::Handle>,
+    /// The node's cluster context (for `etcd` requests).
+    pub cluster: Option<&'a crate::cluster::context::Context>,
     /// Where exec output is collected (`/run/kiln`).
     pub scratch: &'a Path,
 }
@@ -75,7 +90,25 @@ pub fn parse(line: &str) -> Result<Request, String> {
             let settings = wire.settings.ok_or("lb request without \"settings\"")?;
             Ok(Request::Lb(Box::new(settings)))
         }
-        other => Err(format!("unknown request {other:?} (known: log, exec, lb)")),
+        "etcd" => {
+            let action = match wire.action.as_deref() {
+                Some("snapshot") => EtcdAction::Snapshot,
+                Some("leave") => EtcdAction::Leave,
+                Some(other) => {
+                    return Err(format!(
+                        "unknown etcd action {other:?} (known: snapshot, leave)"
+                    ))
+                }
+                None => return Err("etcd request without \"action\"".into()),
+            };
+            Ok(Request::Etcd {
+                id: wire.id.unwrap_or_default(),
+                action,
+            })
+        }
+        other => Err(format!(
+            "unknown request {other:?} (known: log, exec, lb, etcd)"
+        )),
     }
 }
 
@@ -95,6 +128,13 @@ pub fn handle(line: &str, ctx: &Context) -> Vec<Event> {
                 Vec::new()
             }
             None => vec![events::request_error("no load balancer is running")],
+        },
+        Ok(Request::Etcd { id, action }) => match ctx.cluster {
+            Some(c) if c.is_control_plane() => {
+                spawn_etcd(id, action, c.clone(), ctx.background.clone());
+                Vec::new()
+            }
+            _ => vec![events::request_error("this node runs no etcd")],
         },
         Ok(Request::Log { service, lines }) => log_tail(&service, lines, ctx.services, ctx.log_dir),
         Err(reason) => vec![events::request_error(&reason)],
@@ -130,6 +170,42 @@ fn spawn_exec(
                     ("output", events::Value::Str(output)),
                 ],
             });
+        });
+}
+
+/// Runs an etcd request on a thread of its own; the answer is queued as `etcd_snapshot
+/// {id, path, bytes, sha256}`, `etcd_left {id, member}` or `etcd_error {id, error}`.
+fn spawn_etcd(
+    id: String,
+    action: EtcdAction,
+    cluster: crate::cluster::context::Context,
+    queue: crate::services::logs::EventQueue,
+) {
+    use crate::cluster::steps;
+    use events::Value;
+    let _ = std::thread::Builder::new()
+        .name("etcd-request".into())
+        .spawn(move || {
+            let id = ("id", Value::Str(id));
+            let event = match action {
+                EtcdAction::Snapshot => steps::snapshot_now(&cluster).map(|info| Event {
+                    name: "etcd_snapshot",
+                    fields: vec![
+                        id.clone(),
+                        ("path", Value::Str(info.path.display().to_string())),
+                        ("bytes", Value::Uint(info.bytes)),
+                        ("sha256", Value::Str(info.sha256_hex)),
+                    ],
+                }),
+                EtcdAction::Leave => steps::leave(&cluster).map(|member| Event {
+                    name: "etcd_left",
+                    fields: vec![id.clone(), ("member", Value::Str(member.to_string()))],
+                }),
+            };
+            queue.push(event.unwrap_or_else(|e| Event {
+                name: "etcd_error",
+                fields: vec![id, ("error", Value::Str(e))],
+            }));
         });
 }
 
@@ -178,6 +254,7 @@ mod tests {
             exec_enabled: false,
             background: &queue,
             lb: None,
+            cluster: None,
             scratch: log_dir,
         };
         handle(line, &ctx)
@@ -215,6 +292,11 @@ mod tests {
             ),
             (r#"{"request":"exec"}"#, Err("without \"command\"")),
             (r#"{"request":"lb"}"#, Err("without \"settings\"")),
+            (r#"{"request":"etcd"}"#, Err("without \"action\"")),
+            (
+                r#"{"request":"etcd","action":"explode"}"#,
+                Err("unknown etcd action"),
+            ),
             (r#"{"request":"log","svc":"x"}"#, Err("unknown field `svc`")),
             ("not json", Err("bad request")),
         ];
@@ -261,6 +343,7 @@ mod tests {
             exec_enabled: false,
             background: &queue,
             lb: None,
+            cluster: None,
             scratch: tmp.path(),
         };
         let line = r#"{"request":"exec","id":"t1","command":"echo hi; exit 4"}"#;

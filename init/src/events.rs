@@ -133,6 +133,78 @@ pub fn request_error(reason: &str) -> Event {
     Event::new("request_error").str("reason", reason)
 }
 
+/// Events that supervised cluster steps (`init cluster …`) may report by printing
+/// `@kiln-event {"event":NAME,…}` lines; only services marked `events` are listened to.
+pub const CHILD_EVENTS: &[&str] = &[
+    "etcd_certs",
+    "etcd_prepared",
+    "etcd_member_added",
+    "etcd_waiting",
+    "etcd_snapshot",
+    "etcd_restored",
+    "etcd_error",
+    "kubeadm_start",
+    "kubeadm_retry",
+    "kubeadm_done",
+    "kubeadm_skipped",
+    "api_ready",
+    "manifests_applied",
+    "kubelet_waiting",
+    "cluster_error",
+];
+/// The fields those events may carry (others are dropped).
+const CHILD_KEYS: &[&str] = &[
+    "step",
+    "state",
+    "plan",
+    "attempt",
+    "code",
+    "error",
+    "wait_s",
+    "members",
+    "member",
+    "id",
+    "path",
+    "bytes",
+    "sha256",
+    "endpoint",
+    "manifests",
+    "files",
+    "argv",
+    "seconds",
+    "name",
+];
+/// The line prefix of a child event.
+pub const CHILD_PREFIX: &str = "@kiln-event ";
+
+/// A child's `@kiln-event {…}` line as an event with `service` first; None when the line
+/// is not one, names an unknown event, or is not a JSON object.
+pub fn from_child(service: &str, line: &str) -> Option<Event> {
+    let json = line.trim_end().strip_prefix(CHILD_PREFIX)?;
+    let serde_json::Value::Object(map) = serde_json::from_str(json).ok()? else {
+        return None;
+    };
+    let name = map.get("event")?.as_str()?;
+    let name = *CHILD_EVENTS.iter().find(|n| **n == name)?;
+    let mut event = Event::new(name).str("service", service);
+    for key in CHILD_KEYS {
+        if let Some(v) = map.get(*key) {
+            event.fields.push((key, Value::Json(v.clone())));
+        }
+    }
+    Some(event)
+}
+
+/// The line a child prints to report `name` with `fields` (an object) to PID 1.
+pub fn child_line(name: &str, fields: serde_json::Value) -> String {
+    let mut map = serde_json::Map::new();
+    map.insert("event".into(), name.into());
+    if let serde_json::Value::Object(f) = fields {
+        map.extend(f);
+    }
+    format!("{CHILD_PREFIX}{}", serde_json::Value::Object(map))
+}
+
 /// `network_released` {dhcp_clients}: the DHCP clients sent their DHCPRELEASE (if they
 /// held a lease), removed their addresses and stopped, at shutdown.
 pub fn network_released(dhcp_clients: usize) -> Event {
@@ -190,6 +262,31 @@ fn push_string(out: &mut String, s: &str) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn child_events_are_whitelisted() {
+        let line = child_line(
+            "etcd_prepared",
+            serde_json::json!({"state": "new", "members": 3, "secret": "x"}),
+        );
+        let Some(e) = from_child("etcd-prepare", &line) else {
+            panic!("not bridged: {line}")
+        };
+        assert_eq!(e.name, "etcd_prepared");
+        assert_eq!(
+            encode(&e, Duration::ZERO),
+            r#"{"ts":0.000,"event":"etcd_prepared","service":"etcd-prepare","state":"new","members":3}"#
+        );
+        for bad in [
+            "plain output",
+            "@kiln-event not json",
+            r#"@kiln-event {"event":"ready"}"#,
+            r#"@kiln-event {"event":7}"#,
+            r#"@kiln-event ["etcd_prepared"]"#,
+        ] {
+            assert!(from_child("s", bad).is_none(), "{bad}");
+        }
+    }
     use super::*;
 
     #[test]

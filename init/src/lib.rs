@@ -19,15 +19,18 @@ pub mod cmdline;
 pub mod config;
 pub mod control;
 pub mod discovery;
+pub mod etcd;
 pub mod events;
 pub mod firstboot;
 pub mod kmod;
+pub mod kube;
 pub mod lb;
 pub mod modules;
 pub mod mountinfo;
 pub mod mounts;
 pub mod net;
 pub mod netmap;
+pub mod pki;
 pub mod powerbutton;
 pub mod report;
 pub mod services;
@@ -65,6 +68,9 @@ pub fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         };
+    }
+    if pid != 1 && args.first().is_some_and(|a| a == "cluster") {
+        return cluster::steps::main(&args[1..]);
     }
     if pid != 1 {
         use std::io::Write;

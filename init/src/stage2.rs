@@ -36,6 +36,8 @@ pub enum Stage2Error {
     Services(#[source] crate::services::SpecError),
     #[error("node configuration")]
     Config(#[source] crate::firstboot::FirstbootError),
+    #[error("cluster settings")]
+    Cluster(#[source] crate::cluster::context::ContextError),
 }
 
 /// Sets the hostname (through `proc_root`/sys/kernel/hostname) to `default` when it is
@@ -79,11 +81,17 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage2Error> {
     // Parsed, validated, persisted and applied before any service starts; a broken config
     // is fatal here (config_error, then maintenance) and nothing of it was applied.
     let cfg = firstboot::configure(reporter, &cmdline, persistent).map_err(Stage2Error::Config)?;
-    let mut svcs = services::services(
-        vec![services::containerd(), services::image_import()],
-        reporter.is_debug(),
-    )
-    .map_err(Stage2Error::Services)?;
+    let mut cluster = None;
+    let mut specs = vec![services::containerd(), services::image_import()];
+    if let Some(ctx) = cluster_context(&cfg)? {
+        specs.extend(crate::cluster::specs::cluster_services(
+            &ctx,
+            &crate::cluster::specs::init_binary(),
+            Path::new("/"),
+        ));
+        cluster = Some(ctx);
+    }
+    let mut svcs = services::services(specs, reporter.is_debug()).map_err(Stage2Error::Services)?;
     svcs.start(&mut |e| reporter.event(e));
     let buttons = crate::powerbutton::watch(Path::new("/sys"), Path::new("/dev"));
     reporter.debug(&format!("watching {buttons} power button(s)"));
@@ -102,8 +110,22 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage2Error> {
         lb,
         background,
         exec_enabled: cfg.kiln.debug_exec,
+        cluster,
     };
     supervise::serve(reporter, Some(signals), node)
+}
+
+/// The cluster context of the config, written to /run/kiln/cluster.json for the steps.
+fn cluster_context(
+    cfg: &crate::config::NodeConfig,
+) -> Result<Option<crate::cluster::context::Context>, Stage2Error> {
+    use crate::cluster::context::{Context, CONTEXT_PATH};
+    let Some(ctx) = Context::from_config(cfg).map_err(Stage2Error::Cluster)? else {
+        return Ok(None);
+    };
+    ctx.write(Path::new(CONTEXT_PATH))
+        .map_err(Stage2Error::Cluster)?;
+    Ok(Some(ctx))
 }
 
 /// The default network (DHCPv4 everywhere) for maintenance after a stage 2 failure.

@@ -75,6 +75,8 @@ pub struct Node {
     pub background: crate::services::logs::EventQueue,
     /// `kiln: debug_exec` from the config.
     pub exec_enabled: bool,
+    /// The cluster context (etcd requests).
+    pub cluster: Option<crate::cluster::context::Context>,
 }
 
 /// How long the loop may sleep while threads may queue events.
@@ -99,6 +101,7 @@ fn answer_requests(reporter: &mut Reporter, node: &Node) {
         exec_enabled: node.exec_enabled,
         background: &node.background,
         lb: node.lb.as_ref(),
+        cluster: node.cluster.as_ref(),
         scratch: std::path::Path::new("/run/kiln"),
     };
     let lines = reporter.read_requests();
@@ -152,8 +155,8 @@ pub fn serve(reporter: &mut Reporter, signals: Option<SignalFd>, mut node: Node)
             reporter.event(&events::ready(boot, events::vmhwm_kib(&status)));
         }
         let timeout = node.services.as_ref().and_then(Services::timeout);
-        // Threads queue events only when there is a load balancer or exec requests.
-        let background = node.lb.is_some() || node.exec_enabled;
+        // Threads queue events only with a load balancer, exec or cluster requests.
+        let background = node.lb.is_some() || node.exec_enabled || node.cluster.is_some();
         let timeout = match timeout {
             Some(t) if background => Some(t.min(BACKGROUND_DRAIN)),
             None if background => Some(BACKGROUND_DRAIN),

@@ -17,7 +17,7 @@ use qemu_tests::{require_qemu, Arch, Vm, VmConfig};
 use serde_json::{json, Value};
 
 mod common;
-use common::{d, events_named};
+use common::{d, events_named, exec, wait_for};
 
 const TOOLS: &[&str] = &["cloud-localds", "qemu-img", "python3", "busybox"];
 const BOOT: Duration = Duration::from_secs(300);
@@ -145,24 +145,6 @@ impl Lab {
     }
 }
 
-/// Runs `command` in the client through an `exec` request; (exit code, output).
-fn exec(c: &mut Vm, command: &str) -> Result<(i64, String)> {
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let id = format!(
-        "e{}",
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
-    c.send(&json!({"request": "exec", "id": id, "command": command}))?;
-    loop {
-        let e = c.wait_event("exec_result", Duration::from_secs(120))?;
-        if e["id"] == id.as_str() {
-            let code = e["code"].as_i64().context("exec_result without code")?;
-            let output = e["output"].as_str().unwrap_or_default().to_string();
-            return Ok((code, output));
-        }
-    }
-}
-
 /// A real server as `ipvsadm -Ln` shows it: (address, forward, weight).
 type RealServer = (String, String, u32);
 /// `ipvsadm -Ln`: (service line, its real servers).
@@ -224,29 +206,6 @@ fn wait_backend(
     wait_for(c, since, timeout, |e| {
         e["event"] == "lb_backend" && e["backend"] == backend && e["to"] == to
     })
-}
-
-/// Waits for an event matching `pred` among the events from index `since` on (the order
-/// between backends is not fixed, so nothing is consumed).
-fn wait_for(
-    c: &mut Vm,
-    since: usize,
-    timeout: Duration,
-    pred: impl Fn(&Value) -> bool,
-) -> Result<Value> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let events = c.events();
-        let hit = events.iter().skip(since).find(|e| pred(e));
-        if let Some(e) = hit {
-            return Ok(e.clone());
-        }
-        if Instant::now() >= deadline {
-            // Fails with the console tail and all events.
-            c.wait_event("awaited-event-never-came", Duration::ZERO)?;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -19,7 +19,9 @@ pub const API_PORT: u16 = 6443;
 /// 100 years, kubeadm's `certificateValidityPeriod` / `caCertificateValidityPeriod`.
 pub const DEFAULT_VALIDITY_HOURS: u32 = 876_000;
 pub const DEFAULT_POD_CIDR: &str = "10.244.0.0/16";
-pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/12";
+/// kubeadm's default is 10.96.0.0/12, which holds lvscare's VIP 10.103.97.2 (a Service
+/// could be handed the VIP as its ClusterIP); a /16 (65 536 Services) keeps it out.
+pub const DEFAULT_SERVICE_CIDR: &str = "10.96.0.0/16";
 
 /// `kiln: cluster:` as written and validated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,7 +44,7 @@ fn default_pod_cidr() -> Cidr {
 fn default_service_cidr() -> Cidr {
     Cidr::try_from(DEFAULT_SERVICE_CIDR.to_string()).unwrap_or(Cidr {
         addr: IpAddr::from([10, 96, 0, 0]),
-        prefix: 12,
+        prefix: 16,
     })
 }
 fn default_validity() -> u32 {
@@ -69,6 +71,10 @@ pub struct Shape {
     pub pod_cidr: Cidr,
     #[serde(default = "default_service_cidr")]
     pub service_cidr: Cidr,
+    /// The cluster's load-balancer VIP (workers reach the API servers through it): kept
+    /// out of kube-proxy's IPVS table on every node, in the API server certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vip: Option<IpAddr>,
     /// Validity of the leaf certificates init and kubeadm issue, in hours (100 years).
     #[serde(default = "default_validity")]
     pub cert_validity_hours: u32,
@@ -166,6 +172,8 @@ pub enum ClusterError {
     DuplicateAddress(IpAddr),
     #[error("pod CIDR {0} overlaps service CIDR {1}")]
     Overlap(Cidr, Cidr),
+    #[error("VIP {0} lies in the {1} CIDR {2}")]
+    VipInCidr(IpAddr, &'static str, Cidr),
     #[error("cert_validity_hours must be at least 1")]
     Validity,
 }
@@ -187,6 +195,13 @@ impl TryFrom<Shape> for ClusterSettings {
         }
         if overlaps(&s.pod_cidr, &s.service_cidr) {
             return Err(ClusterError::Overlap(s.pod_cidr, s.service_cidr));
+        }
+        if let Some(vip) = s.vip {
+            for (which, cidr) in [("pod", &s.pod_cidr), ("service", &s.service_cidr)] {
+                if cidr.contains(vip) {
+                    return Err(ClusterError::VipInCidr(vip, which, *cidr));
+                }
+            }
         }
         if s.cert_validity_hours == 0 {
             return Err(ClusterError::Validity);
@@ -386,6 +401,10 @@ mod tests {
             (yaml("").replace("10.0.0.12", "10.0.0.11"), "listed twice"),
             (yaml("pod_cidr: 10.96.0.0/16\n"), "overlaps service CIDR"),
             (yaml("").replace("-----END", "-----FIN"), "invalid PEM"),
+            (
+                yaml("vip: 10.103.97.2\nservice_cidr: 10.96.0.0/12\n"),
+                "lies in the service CIDR",
+            ),
             (yaml("etcd: {snapshot_every: 5}\n"), "snapshot_every"),
         ];
         for (text, want) in cases {

@@ -170,6 +170,8 @@ pub struct LogSink {
     dropped: u64,
     /// Set after a reported write error; cleared by the next good write.
     failing: bool,
+    /// Bridge `@kiln-event` lines into events (services that report cluster steps).
+    bridge: bool,
 }
 
 impl LogSink {
@@ -183,7 +185,14 @@ impl LogSink {
             in_window: 0,
             dropped: 0,
             failing: false,
+            bridge: false,
         }
+    }
+
+    /// Turns `@kiln-event {…}` lines into events (see `events::from_child`).
+    pub fn bridging(mut self, on: bool) -> Self {
+        self.bridge = on;
+        self
     }
 
     /// Takes one line (with or without its newline) read at time `now`.
@@ -201,6 +210,13 @@ impl LogSink {
                     .push(event::log_error(&self.service, &error_chain(&e)));
             }
             Err(_) => {}
+        }
+        if self.bridge {
+            let text = String::from_utf8_lossy(line);
+            if let Some(e) = crate::events::from_child(&self.service, &text) {
+                self.queue.push(e);
+                return;
+            }
         }
         self.forward(line, now);
     }

@@ -48,10 +48,10 @@ pub type Services = Executor<ProcessSpawner, SysProber, BootClock>;
 /// Validates `specs` and builds the real executor (nothing starts until `start`).
 /// `verbose` forwards service output as `log` events.
 pub fn services(specs: Vec<ServiceSpec>, verbose: bool) -> Result<Services, SpecError> {
+    let drain = (verbose || specs.iter().any(|s| s.events)).then_some(FORWARD_DRAIN);
     let machine = Supervisor::new(specs, Timing::default())?;
     let queue = EventQueue::default();
     let forward = verbose.then_some(FORWARD_PER_SECOND);
     let spawner = ProcessSpawner::new(queue.clone(), Rotation::default(), forward);
-    let drain = verbose.then_some(FORWARD_DRAIN);
     Ok(Executor::new(machine, spawner, SysProber, BootClock).with_events(queue, drain))
 }

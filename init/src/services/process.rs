@@ -55,12 +55,10 @@ impl ProcessSpawner {
     fn sink(&mut self, spec: &ServiceSpec) -> Arc<Mutex<LogSink>> {
         let make = || {
             let file = RotatingFile::new(spec.log.clone(), self.rotation);
-            Arc::new(Mutex::new(LogSink::new(
-                &spec.name,
-                file,
-                self.queue.clone(),
-                self.forward,
-            )))
+            Arc::new(Mutex::new(
+                LogSink::new(&spec.name, file, self.queue.clone(), self.forward)
+                    .bridging(spec.events),
+            ))
         };
         Arc::clone(self.sinks.entry(spec.name.clone()).or_insert_with(make))
     }

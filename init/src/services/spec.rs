@@ -65,6 +65,8 @@ pub struct ServiceSpec {
     pub stop_timeout: Duration,
     /// stdout and stderr, appended, with size rotation.
     pub log: PathBuf,
+    /// Lines `@kiln-event {…}` on its output become events (`events::from_child`).
+    pub events: bool,
 }
 
 impl ServiceSpec {
@@ -81,6 +83,7 @@ impl ServiceSpec {
             stop_signal: libc::SIGTERM,
             stop_timeout: DEFAULT_STOP_TIMEOUT,
             log: PathBuf::from(LOG_DIR).join(format!("{name}.log")),
+            events: false,
         }
     }
 }

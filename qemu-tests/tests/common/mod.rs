@@ -4,11 +4,13 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use kiln_imager::pipeline::{self, BuildOptions};
 use qemu_tests::image::{self, tool_ok};
-use serde_json::Value;
+use qemu_tests::Vm;
+use serde_json::{json, Value};
 
 /// An SSH key shaped like a real one (never used to log in).
 pub const KEY: &str =
@@ -114,4 +116,45 @@ pub fn state_partition(disk: &Path, dir: &Path) -> Result<PathBuf> {
     partition(&raw, "KILN-STATE", &state)?;
     std::fs::remove_file(&raw)?;
     Ok(state)
+}
+
+/// Runs `command` in a guest (`kiln: debug_exec: true`) through an `exec` request; (exit code, output).
+pub fn exec(c: &mut Vm, command: &str) -> Result<(i64, String)> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let id = format!(
+        "e{}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    c.send(&json!({"request": "exec", "id": id, "command": command}))?;
+    loop {
+        let e = c.wait_event("exec_result", Duration::from_secs(120))?;
+        if e["id"] == id.as_str() {
+            let code = e["code"].as_i64().context("exec_result without code")?;
+            let output = e["output"].as_str().unwrap_or_default().to_string();
+            return Ok((code, output));
+        }
+    }
+}
+
+/// Waits for an event matching `pred` among the events from index `since` on (the order
+/// between backends is not fixed, so nothing is consumed).
+pub fn wait_for(
+    c: &mut Vm,
+    since: usize,
+    timeout: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> Result<Value> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let events = c.events();
+        let hit = events.iter().skip(since).find(|e| pred(e));
+        if let Some(e) = hit {
+            return Ok(e.clone());
+        }
+        if Instant::now() >= deadline {
+            // Fails with the console tail and all events.
+            c.wait_event("awaited-event-never-came", Duration::ZERO)?;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
