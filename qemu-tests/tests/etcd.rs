@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use qemu_tests::hub::Hub;
 use qemu_tests::image::{self, tool_ok};
-use qemu_tests::{require_qemu, Arch, Vm, VmConfig};
+use qemu_tests::{require_qemu, Arch, Vm};
 use serde_json::{json, Value};
 
 mod common;
@@ -64,21 +64,18 @@ fn start(
     name: &str,
     last: u8,
 ) -> Result<Vm> {
-    let disk = dir.join(format!("{name}-{port}.qcow2"));
-    common::overlay(base, &disk)?;
-    let mut cfg = VmConfig::new(&format!("etcd-{name}"), &disk);
-    cfg.memory_mib = 768;
-    cfg.nic = None;
-    cfg.snapshot = false;
-    let seed = cluster.join("nodes").join(name).join("seed.img");
-    ensure!(seed.is_file(), "no seed {}", seed.display());
-    cfg.extra_args
-        .extend(hub.nic_args(port, &format!("52:54:00:80:00:{last:02x}")));
-    cfg.extra_args.extend([
-        "-drive".to_string(),
-        format!("if=virtio,format=raw,readonly=on,file={}", d(&seed)),
-    ]);
-    Vm::start(cfg)
+    let mac = format!("52:54:00:80:00:{last:02x}");
+    common::start_cluster_node(
+        &format!("etcd-{name}"),
+        dir,
+        base,
+        hub,
+        port,
+        &mac,
+        cluster,
+        name,
+        768,
+    )
 }
 
 /// Waits until `vm`'s etcd is prepared in `state` and its service is ready.
@@ -163,14 +160,13 @@ fn fetch(vm: &mut Vm, path: &str, to: &Path) -> Result<()> {
     ensure!(code == 0, "fetch {path}: {out}");
     let gz = to.with_extension("gz.b64");
     std::fs::write(&gz, out)?;
-    let unpacked = tool_ok(
+    tool_ok(
         "sh",
         &[
             "-c",
             &format!("base64 -d {} | gzip -dc > {}", d(&gz), d(to)),
         ],
     )?;
-    let _ = unpacked;
     Ok(())
 }
 

@@ -103,6 +103,15 @@ pub const NODES: &str = "nodes";
 /// `kiln cluster gen`: a new cluster in `out` (absent or an empty folder).
 pub fn gen(opts: &GenOptions, out: &Path) -> Result<Summary, GenError> {
     let cluster = Topology::from_options(opts)?;
+    if opts.etcd_restore.is_some() && cluster.control_planes.len() > 1 {
+        // The restored member starts a new one-member cluster; the other initial members
+        // would form a different one. More control planes join later with `add`.
+        return Err(GenError::Value {
+            what: "--etcd-restore",
+            value: format!("{} control planes", cluster.control_planes.len()),
+            reason: "restore into one control plane, then add more with `kiln cluster add`".into(),
+        });
+    }
     let restore = match &opts.etcd_restore {
         Some(path) => Some(fs::read(path).map_err(|source| GenError::Read {
             path: path.clone(),

@@ -158,3 +158,34 @@ pub fn wait_for(
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Boots node `name` of a `kiln cluster gen` folder as VM `vm_name`: a fresh qcow2 overlay
+/// of `base` in `dir`, one NIC on `hub` port `port` with `mac` (so it is eth0, where the
+/// seed puts the static address), and its seed.img as a read-only virtio disk.
+#[allow(clippy::too_many_arguments)]
+pub fn start_cluster_node(
+    vm_name: &str,
+    dir: &Path,
+    base: &Path,
+    hub: &qemu_tests::hub::Hub,
+    port: usize,
+    mac: &str,
+    cluster: &Path,
+    name: &str,
+    memory_mib: u32,
+) -> Result<Vm> {
+    let disk = dir.join(format!("{vm_name}-{port}.qcow2"));
+    overlay(base, &disk)?;
+    let mut cfg = qemu_tests::VmConfig::new(vm_name, &disk);
+    cfg.memory_mib = memory_mib;
+    cfg.nic = None;
+    cfg.snapshot = false;
+    let seed = cluster.join("nodes").join(name).join("seed.img");
+    ensure!(seed.is_file(), "no seed {}", seed.display());
+    cfg.extra_args.extend(hub.nic_args(port, mac));
+    cfg.extra_args.extend([
+        "-drive".to_string(),
+        format!("if=virtio,format=raw,readonly=on,file={}", d(&seed)),
+    ]);
+    Vm::start(cfg)
+}
