@@ -20,6 +20,7 @@ pub mod lock;
 pub mod modules;
 pub mod pipeline;
 pub mod progress;
+pub mod pxe;
 pub mod qcow2;
 pub mod rootfs;
 pub mod size;

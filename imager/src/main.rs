@@ -51,6 +51,52 @@ enum Cmd {
         #[command(subcommand)]
         cmd: ClusterCmd,
     },
+    /// Network boot: serve a PXE bundle and per-MAC NoCloud seeds over HTTP.
+    Pxe {
+        #[command(subcommand)]
+        cmd: PxeCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum PxeCmd {
+    /// Serve the files in --dir at /<file> (with byte ranges) and the seeds in --seeds at
+    /// /seeds/<mac>/{meta-data,user-data,network-config,vendor-data}; runs until killed.
+    Serve {
+        /// The PXE bundle folder (vmlinuz, initrd, root.squashfs, boot.ipxe, …).
+        #[arg(long)]
+        dir: PathBuf,
+        /// A folder from `kiln cluster gen`: macs.toml ("MAC" = "node") and nodes/<node>/,
+        /// or folders named after MACs.
+        #[arg(long)]
+        seeds: Option<PathBuf>,
+        /// Address and port to listen on, e.g. 0.0.0.0:8080.
+        #[arg(long)]
+        listen: String,
+    },
+}
+
+/// `kiln pxe serve`: one line naming what is served, then an access-log line per request
+/// on stderr, until the process is killed.
+fn pxe(cmd: PxeCmd) -> anyhow::Result<()> {
+    use kiln_imager::pxe::{self, Config, Server};
+    let PxeCmd::Serve { dir, seeds, listen } = cmd;
+    let mut config = Config::new(dir, pxe::parse_listen(&listen)?);
+    config.seeds = seeds;
+    let server = Server::bind(config)?;
+    let seeds = server.seeds().map_or(String::new(), |s| {
+        let n = s.mapped();
+        let plural = if n == 1 { "" } else { "s" };
+        let root = s.root().display();
+        format!(", seeds from {root} ({n} MAC{plural} in macs.toml)")
+    });
+    eprintln!(
+        "kiln: pxe: serving {} on http://{}/{seeds}",
+        server.dir().display(),
+        server.local_addr()
+    );
+    server.run();
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -233,6 +279,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Cmd::Cluster { cmd } => cluster(cmd),
+        Cmd::Pxe { cmd } => pxe(cmd),
     }
 }
 
