@@ -393,7 +393,7 @@ fn certificates_check_out_with_openssl() {
 #[test]
 fn bad_input_is_refused_and_writes_nothing() {
     let root = case_dir("bad");
-    let cases: [(&[&str], &str); 12] = [
+    let cases: [(&[&str], &str); 13] = [
         (
             &["--worker", "10.0.0.12"],
             "address 10.0.0.12 is used twice (cp-2 and worker-1)",
@@ -408,8 +408,12 @@ fn bad_input_is_refused_and_writes_nothing() {
             "lies in the pod CIDR 10.244.0.0/16",
         ),
         (
-            &["--worker", "10.100.0.1"],
-            "lies in the service CIDR 10.96.0.0/12",
+            &["--worker", "10.96.0.1"],
+            "lies in the service CIDR 10.96.0.0/16",
+        ),
+        (
+            &["--service-cidr", "10.96.0.0/12"],
+            "the VIP address 10.103.97.2 lies in the service CIDR 10.96.0.0/12",
         ),
         (
             &["--pod-cidr", "10.96.0.0/16"],

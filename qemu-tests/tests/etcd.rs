@@ -142,6 +142,18 @@ fn get_eventually(vm: &mut Vm, endpoints: &str, key: &str) -> Result<String> {
     }
 }
 
+/// `put` until it succeeds (after a power cut the survivors may first elect a leader).
+fn put_eventually(vm: &mut Vm, endpoints: &str, key: &str, value: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match put(vm, endpoints, key, value) {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => return Err(e),
+            Err(_) => std::thread::sleep(Duration::from_secs(1)),
+        }
+    }
+}
+
 /// Sends an `etcd` request and waits for its answer (by id).
 fn etcd_request(vm: &mut Vm, action: &str, id: &str, answer: &str) -> Result<Value> {
     let since = vm.events().len();
@@ -289,7 +301,12 @@ fn etcd_cluster_forms_joins_survives_a_power_cut_and_restores() -> Result<()> {
     // Power cut on cp-3: three of four members remain, writes go on.
     let mut cp3 = vms.pop().context("cp-3")?;
     cp3.kill()?;
-    put(&mut vms[0], &endpoint(11), "kiln/k2", "v2")?;
+    let cut = Instant::now();
+    put_eventually(&mut vms[0], &endpoint(11), "kiln/k2", "v2")?;
+    eprintln!(
+        "write accepted {:.1} s after the power cut",
+        cut.elapsed().as_secs_f64()
+    );
     assert_eq!(get(&mut cp4, &endpoint(14), "kiln/k2")?, "v2");
     assert_eq!(get(&mut vms[1], &endpoint(12), "kiln/k2")?, "v2");
 
@@ -324,6 +341,21 @@ fn etcd_cluster_forms_joins_survives_a_power_cut_and_restores() -> Result<()> {
         ensure!(Instant::now() < deadline, "cp-4 still listed: {listed:?}");
         std::thread::sleep(Duration::from_secs(1));
     }
+    // The removed member stops for good (no restart loop of a removed etcd).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, out) = exec(&mut cp4, "busybox pidof etcd")?;
+        if code != 0 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "etcd still runs on cp-4 after leaving: {out}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let (_, log) = exec(&mut cp4, "busybox tail -n 3 /var/log/kiln/etcd.log")?;
+    assert!(log.contains("etcd stays stopped"), "{log}");
     drop(cp4);
     drop(vms);
 

@@ -246,7 +246,8 @@ fn etcd_exec(_ctx: &Context) -> StepResult {
     let bytes = std::fs::read(ETCD_ARGS).map_err(|e| format!("read {ETCD_ARGS}: {e}"))?;
     let argv: Vec<String> =
         serde_json::from_slice(&bytes).map_err(|e| format!("{ETCD_ARGS}: {e}"))?;
-    let Some((program, args)) = argv.split_first() else {
+    let removed = Path::new(ETCD_REMOVED).exists();
+    let Some((program, args)) = argv.split_first().filter(|_| !removed) else {
         // Removed from the cluster: keep its data out of the way and stay idle.
         let data = etcd::Paths::default().data_dir;
         if data.exists() {
@@ -312,9 +313,13 @@ pub fn leave(ctx: &Context) -> Result<u64, String> {
         .iter()
         .find(|m| m.peer_urls.contains(&mine))
         .ok_or_else(|| format!("{mine} is not a member"))?;
+    // Marked first: once removed, etcd exits and its restart must find the mark.
     write_private(Path::new(ETCD_REMOVED), b"")
         .map_err(|e| format!("write {ETCD_REMOVED}: {e}"))?;
-    client.member_remove(me.id).map_err(|e| error_chain(&e))?;
+    if let Err(e) = client.member_remove(me.id) {
+        let _ = std::fs::remove_file(ETCD_REMOVED);
+        return Err(error_chain(&e));
+    }
     Ok(me.id)
 }
 

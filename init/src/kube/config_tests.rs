@@ -118,7 +118,7 @@ fn init_documents_read_back_with_the_key_values() {
     let net = &cluster.networking;
     assert_eq!(
         (net.pod_subnet.as_str(), net.service_subnet.as_str()),
-        ("10.244.0.0/16", "10.96.0.0/12")
+        ("10.244.0.0/16", "10.96.0.0/16")
     );
     assert_eq!(net.dns_domain, "cluster.local");
     let etcd = &cluster.etcd.external;
