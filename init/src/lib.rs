@@ -11,9 +11,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 pub mod apply;
+pub mod atomic;
 pub mod blockdev;
 pub mod chain;
 pub mod children;
+pub mod civil;
 pub mod cluster;
 pub mod cmdline;
 pub mod config;

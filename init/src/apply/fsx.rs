@@ -56,27 +56,7 @@ pub(super) fn dir(dir: &Path, mode: u32, ids: Ids) -> io::Result<bool> {
 /// because chown clears setuid/setgid bits.
 pub(super) fn write_atomic(path: &Path, bytes: &[u8], mode: u32, ids: Ids) -> io::Result<()> {
     parents(path)?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let tmp = path.with_file_name(format!(".{}.kiln-tmp", name.to_string_lossy()));
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        fchown(&f, ids.uid, ids.gid)?;
-        f.set_permissions(Permissions::from_mode(mode))?;
-        f.sync_all()
-    })();
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
+    crate::atomic::write_then(path, bytes, mode, |f| fchown(f, ids.uid, ids.gid))
 }
 
 /// Appends `bytes` to `path` (created if missing), then sets `mode` and `ids` as

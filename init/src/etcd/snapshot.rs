@@ -155,7 +155,7 @@ const SUFFIX: &str = ".db";
 pub fn snapshot_name(now_unix: u64) -> String {
     let days = now_unix / 86_400;
     let secs = now_unix % 86_400;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = crate::civil::civil_from_days(days);
     let (hh, mm, ss) = (secs / 3600, secs / 60 % 60, secs % 60);
     format!("{PREFIX}{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z{SUFFIX}")
 }
@@ -176,38 +176,8 @@ pub fn parse_snapshot_name(name: &str) -> Option<u64> {
     }
     let (y, m, d) = (digits(0..4)?, digits(4..6)?, digits(6..8)?);
     let (hh, mm, ss) = (digits(9..11)?, digits(11..13)?, digits(13..15)?);
-    let days = days_from_civil(y, m, d)?;
+    let days = crate::civil::days_from_civil(y, m, d)?;
     (hh < 24 && mm < 60 && ss < 60).then_some(days * 86_400 + hh * 3600 + mm * 60 + ss)
-}
-
-/// Howard Hinnant's `civil_from_days` for days since 1970-01-01 (no negative dates).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
-}
-
-/// The inverse, for dates from 1970 on; `None` for impossible dates (which do not
-/// survive the round trip).
-fn days_from_civil(y: u64, m: u64, d: u64) -> Option<u64> {
-    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || y < 1970 {
-        return None;
-    }
-    let y_march = if m <= 2 { y - 1 } else { y };
-    let era = y_march / 400;
-    let yoe = y_march % 400;
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = (era * 146_097 + doe).checked_sub(719_468)?;
-    (civil_from_days(days) == (y, m, d)).then_some(days)
 }
 
 /// Removes the oldest snapshot files in `dir` until `keep` are left; other files are

@@ -6,9 +6,9 @@
 //! ca.crt on join with its own wrapping) is left alone; one with other content is an
 //! error, never silently replaced.
 
-use std::fs::{self, DirBuilder, OpenOptions, Permissions};
-use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::fs::{self, DirBuilder, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{KubeError, PKI_DIR};
@@ -65,7 +65,7 @@ pub fn place_pki(root: &Path, settings: &ClusterSettings) -> Result<Vec<PathBuf>
         let result = if present {
             fs::set_permissions(&path, Permissions::from_mode(mode))
         } else {
-            write_atomic(&path, text.as_bytes(), mode)
+            crate::atomic::write(&path, text.as_bytes(), mode)
         };
         result.map_err(|source| KubeError::Write {
             path: path.clone(),
@@ -111,30 +111,6 @@ fn same_pem(a: &str, b: &str) -> bool {
 
 fn make_dirs(dir: &Path) -> io::Result<()> {
     DirBuilder::new().recursive(true).mode(0o755).create(dir)
-}
-
-/// Temporary file in the same directory, fsync, rename: readers see all or nothing.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
-    let tmp = path.with_file_name(format!(".{}.kiln-tmp", name.to_string_lossy()));
-    let written = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.set_permissions(Permissions::from_mode(mode))?;
-        f.sync_all()
-    })();
-    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
