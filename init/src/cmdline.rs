@@ -1,4 +1,5 @@
-//! Kernel command line: the `kiln.*` keys that tell stage 1 where its root is.
+//! Kernel command line: the `kiln.*` keys that tell stage 1 where its root is (a GPT
+//! partition, or `kiln.root=http://…` + `kiln.root.sha256=` for network boot).
 //!
 //! Owns parsing only (`parse(&str)`); reading /proc/cmdline is the caller's job. Keys that
 //! are not Kiln's are ignored, as are Kiln keys this version does not know.
@@ -8,8 +9,12 @@
 pub enum CmdlineError {
     #[error("kiln.slot={0:?} is not `a` or `b`")]
     InvalidSlot(String),
-    #[error("kiln.root={0:?} is not PARTLABEL=<name>")]
+    #[error("kiln.root={0:?} is neither PARTLABEL=<name> nor http://<host>[:port]/<path>")]
     UnsupportedRoot(String),
+    #[error("kiln.root.sha256={0:?} is not 64 hex digits")]
+    InvalidDigest(String),
+    #[error("kiln.root={0} needs kiln.root.sha256=<hex> (a root fetched over the network is only used when its digest matches)")]
+    MissingDigest(String),
     #[error("no root given: neither kiln.slot nor kiln.root is set")]
     MissingRoot,
 }
@@ -44,10 +49,32 @@ pub struct KernelArgs {
     pub slot: Option<Slot>,
     /// GPT partition name from `kiln.root=PARTLABEL=<name>`.
     pub root_partlabel: Option<String>,
+    /// `kiln.root=http://…`: the squashfs root to download into RAM.
+    pub root_url: Option<String>,
+    /// `kiln.root.sha256=`: lower-case hex digest the downloaded root must have.
+    pub root_sha256: Option<String>,
     pub debug: bool,
 }
 
+/// Where stage 1 finds the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root<'a> {
+    /// A GPT partition with this name.
+    Partition(&'a str),
+    /// A squashfs image over HTTP with its expected sha256 (hex).
+    Http { url: &'a str, sha256: &'a str },
+}
+
 impl KernelArgs {
+    /// The root: an HTTP `kiln.root` (with its digest) wins, then the partition.
+    pub fn root(&self) -> Result<Root<'_>, CmdlineError> {
+        match (&self.root_url, &self.root_sha256) {
+            (Some(url), Some(sha256)) => Ok(Root::Http { url, sha256 }),
+            (Some(url), None) => Err(CmdlineError::MissingDigest(url.clone())),
+            (None, _) => self.root_partname().map(Root::Partition),
+        }
+    }
+
     /// Partition name of the root: the `kiln.root` override wins over the slot.
     pub fn root_partname(&self) -> Result<&str, CmdlineError> {
         match (&self.root_partlabel, self.slot) {
@@ -73,7 +100,17 @@ pub fn parse(cmdline: &str) -> Result<KernelArgs, CmdlineError> {
         };
         match key {
             "kiln.slot" => args.slot = Some(parse_slot(value.unwrap_or(""))?),
-            "kiln.root" => args.root_partlabel = Some(parse_root(value.unwrap_or(""))?),
+            "kiln.root" => {
+                let value = value.unwrap_or("");
+                if value.starts_with("http://") && value.len() > "http://".len() {
+                    args.root_url = Some(value.to_string());
+                    args.root_partlabel = None;
+                } else {
+                    args.root_partlabel = Some(parse_root(value)?);
+                    args.root_url = None;
+                }
+            }
+            "kiln.root.sha256" => args.root_sha256 = Some(parse_digest(value.unwrap_or(""))?),
             "kiln.debug" => args.debug = !matches!(value, Some("0" | "no" | "false" | "off")),
             _ => {}
         }
@@ -93,6 +130,14 @@ fn parse_root(value: &str) -> Result<String, CmdlineError> {
     match value.strip_prefix("PARTLABEL=") {
         Some(name) if !name.is_empty() => Ok(name.to_string()),
         _ => Err(CmdlineError::UnsupportedRoot(value.to_string())),
+    }
+}
+
+fn parse_digest(value: &str) -> Result<String, CmdlineError> {
+    if value.len() == 64 && value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        Ok(value.to_ascii_lowercase())
+    } else {
+        Err(CmdlineError::InvalidDigest(value.to_string()))
     }
 }
 
@@ -128,6 +173,7 @@ mod tests {
             slot,
             root_partlabel: root.map(str::to_string),
             debug,
+            ..KernelArgs::default()
         }
     }
 
@@ -179,8 +225,20 @@ mod tests {
                 CmdlineError::UnsupportedRoot("PARTLABEL=".into()),
             ),
             (
-                "kiln.root=http://x/root.sqfs",
-                CmdlineError::UnsupportedRoot("http://x/root.sqfs".into()),
+                "kiln.root=https://x/root.sqfs",
+                CmdlineError::UnsupportedRoot("https://x/root.sqfs".into()),
+            ),
+            (
+                "kiln.root=http://",
+                CmdlineError::UnsupportedRoot("http://".into()),
+            ),
+            (
+                "kiln.root.sha256=abc",
+                CmdlineError::InvalidDigest("abc".into()),
+            ),
+            (
+                "kiln.root.sha256=zz",
+                CmdlineError::InvalidDigest("zz".into()),
             ),
         ];
         for (line, want) in cases {
@@ -201,6 +259,32 @@ mod tests {
             let parsed = parse(line).unwrap();
             assert_eq!(parsed.root_partname(), want.clone(), "cmdline {line:?}");
         }
+    }
+
+    #[test]
+    fn http_root_needs_a_digest() {
+        let digest = "AB".repeat(32);
+        let line =
+            format!("kiln.root=http://10.0.2.2:8080/root.squashfs kiln.root.sha256={digest}");
+        let parsed = parse(&line).unwrap();
+        let want = Root::Http {
+            url: "http://10.0.2.2:8080/root.squashfs",
+            sha256: &"ab".repeat(32),
+        };
+        assert_eq!(parsed.root(), Ok(want));
+        assert_eq!(parsed.slot_name(), "none");
+        let missing = parse("kiln.root=http://h/r.sqfs").unwrap();
+        assert_eq!(
+            missing.root(),
+            Err(CmdlineError::MissingDigest("http://h/r.sqfs".into()))
+        );
+        // The last kiln.root wins, whichever kind it is.
+        let both = parse("kiln.root=http://h/r kiln.root=PARTLABEL=X").unwrap();
+        assert_eq!(both.root(), Ok(Root::Partition("X")));
+        assert_eq!(
+            parse("kiln.slot=a").unwrap().root(),
+            Ok(Root::Partition("KILN-ROOT-A"))
+        );
     }
 
     #[test]

@@ -88,6 +88,25 @@ pub fn root_mounted(device: &str, partname: &str, fstype: &str) -> Event {
         .str("fstype", fstype)
 }
 
+/// `root_fetched` {url, bytes, sha256, seconds}: the network root is in RAM and matches
+/// its digest.
+pub fn root_fetched(url: &str, bytes: u64, sha256: &str, took: Duration) -> Event {
+    let mut e = Event::new("root_fetched")
+        .str("url", url)
+        .uint("bytes", bytes)
+        .str("sha256", sha256);
+    e.fields.push(("seconds", Value::Seconds(took)));
+    e
+}
+
+/// `seed_fetched` {url, status}: stage 1 fetched a `ds=nocloud-net` seed (`found`,
+/// `absent` or `error: …`).
+pub fn seed_fetched(url: &str, status: &str) -> Event {
+    Event::new("seed_fetched")
+        .str("url", url)
+        .str("status", status)
+}
+
 /// `stage2` {}: stage 2 started.
 pub fn stage2() -> Event {
     Event::new("stage2")
@@ -206,7 +225,8 @@ pub fn child_line(name: &str, fields: serde_json::Value) -> String {
 }
 
 /// `network_released` {dhcp_clients}: the DHCP clients sent their DHCPRELEASE (if they
-/// held a lease), removed their addresses and stopped, at shutdown.
+/// held a lease), removed their addresses and stopped: at shutdown, and in stage 1 after a
+/// network boot's downloads (stage 2 brings the configured network up afresh).
 pub fn network_released(dhcp_clients: usize) -> Event {
     Event::new("network_released").uint("dhcp_clients", dhcp_clients as u64)
 }

@@ -23,14 +23,17 @@ pub mod control;
 pub mod discovery;
 pub mod etcd;
 pub mod events;
+pub mod fetch;
 pub mod firstboot;
 pub mod kmod;
 pub mod kube;
 pub mod lb;
+pub mod loopdev;
 pub mod modules;
 pub mod mountinfo;
 pub mod mounts;
 pub mod net;
+pub mod netboot;
 pub mod netmap;
 pub mod pki;
 pub mod powerbutton;
@@ -128,7 +131,7 @@ fn maintenance(reporter: &mut Reporter, stage: u8, reason: &str) -> ! {
     };
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Stage 2 keeps the node reachable: DHCPv4 on every wired NIC, as with no config.
-        let dhcp = (stage == 2).then(|| stage2::maintenance_network(reporter));
+        let dhcp = (stage == 2).then(|| stage2::default_network(reporter));
         let node = supervise::Node {
             dhcp: dhcp.flatten(),
             ..supervise::Node::default()

@@ -1,6 +1,7 @@
 //! Stage 1, PID 1 inside the initramfs: early mounts, storage modules, find and mount the
-//! squashfs root of the booted slot, prepare its writable paths, switch root and exec
-//! /sbin/init (stage 2).
+//! squashfs root of the booted slot (or download it: `kiln.root=http://…`), prepare its
+//! writable paths, switch root and exec /sbin/init (stage 2). When the root or the NoCloud
+//! seed come over HTTP, DHCP runs here and its leases are released before switching root.
 //!
 //! Owns the order of those steps and the `stage1`, `modules`, `module_failed` and
 //! `root_mounted` events. The steps themselves live in their own modules.
@@ -11,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::blockdev::{self, BlockError};
-use crate::cmdline::{self, CmdlineError};
+use crate::cmdline::{self, CmdlineError, Root};
 use crate::events;
 use crate::modules::{self, ModulesError, SysLoader};
 use crate::mounts::{self, MountError, MountSpec, SysMounter};
@@ -44,6 +45,8 @@ pub enum Stage1Error {
     ModulesList(#[source] ModulesError),
     #[error("find root partition")]
     FindRoot(#[source] BlockError),
+    #[error("network root")]
+    NetRoot(#[source] crate::netboot::NetbootError),
     #[error("mount root filesystem")]
     MountRoot(#[source] MountError),
     #[error("set up writable paths")]
@@ -64,7 +67,8 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage1Error> {
     let mut mounter = SysMounter;
     let early = mounts::apply(&mut mounter, &mounts::early_mounts());
     let early = early.map_err(Stage1Error::EarlyMounts)?;
-    let args = cmdline::parse(&read("/proc/cmdline")?).map_err(Stage1Error::Cmdline)?;
+    let cmdline_text = read("/proc/cmdline")?;
+    let args = cmdline::parse(&cmdline_text).map_err(Stage1Error::Cmdline)?;
     reporter.set_debug(args.debug);
     early.iter().for_each(|a| reporter.debug(&a.to_string()));
     let kernel = read("/proc/sys/kernel/osrelease")?;
@@ -74,13 +78,34 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage1Error> {
         args.slot_name()
     ));
     reporter.event(&events::stage1(kernel.trim(), args.slot_name()));
-    let partname = args.root_partname().map_err(Stage1Error::Cmdline)?;
+    let root = args.root().map_err(Stage1Error::Cmdline)?;
+    let seed_url = crate::netboot::http_seed(&cmdline_text);
 
     load_modules(reporter)?;
     reporter.open_port();
 
-    let device = mount_root(reporter, &mut mounter, partname)?;
-    reporter.event(&events::root_mounted(&device, partname, ROOT_FSTYPE));
+    let net_root = matches!(root, Root::Http { .. });
+    let mut dhcp = if net_root || seed_url.is_some() {
+        crate::stage2::default_network(reporter)
+    } else {
+        None
+    };
+    let (device, name) = match root {
+        Root::Partition(partname) => (mount_root(reporter, &mut mounter, partname)?, partname),
+        Root::Http { url, sha256 } => {
+            let device =
+                crate::netboot::fetch_root(reporter, url, sha256).map_err(Stage1Error::NetRoot)?;
+            mount_device(&mut mounter, &device)?;
+            (device, url)
+        }
+    };
+    reporter.event(&events::root_mounted(&device, name, ROOT_FSTYPE));
+    if let Some(url) = &seed_url {
+        crate::netboot::fetch_seed(reporter, url, Path::new(crate::netboot::SEED_DIR));
+    }
+    if let Some(keeper) = dhcp.as_mut() {
+        reporter.event(&events::network_released(keeper.release_all()));
+    }
 
     let new_root = Path::new(NEW_ROOT);
     let writable = mounts::apply(&mut mounter, &mounts::writable_mounts(new_root));
@@ -147,8 +172,14 @@ fn mount_root(
         reporter.info(&msg);
     }
     let device = found.partition.node.display().to_string();
-    let spec = MountSpec::new(&device, NEW_ROOT.into(), ROOT_FSTYPE, libc::MS_RDONLY, "");
-    mounts::apply(mounter, &[spec]).map_err(Stage1Error::MountRoot)?;
+    mount_device(mounter, &device)?;
     reporter.info(&format!("mounted root {device} ({partname})"));
     Ok(device)
+}
+
+/// Mounts the squashfs on `device` read-only on /newroot.
+fn mount_device(mounter: &mut SysMounter, device: &str) -> Result<(), Stage1Error> {
+    let spec = MountSpec::new(device, NEW_ROOT.into(), ROOT_FSTYPE, libc::MS_RDONLY, "");
+    mounts::apply(mounter, &[spec]).map_err(Stage1Error::MountRoot)?;
+    Ok(())
 }

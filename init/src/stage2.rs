@@ -128,8 +128,9 @@ fn cluster_context(
     Ok(Some(ctx))
 }
 
-/// The default network (DHCPv4 everywhere) for maintenance after a stage 2 failure.
-pub fn maintenance_network(reporter: &mut Reporter) -> Option<net::DhcpKeeper> {
+/// The default network (DHCPv4 on every wired NIC): maintenance after a stage 2 failure,
+/// and stage 1 when the root or the seed come over HTTP.
+pub fn default_network(reporter: &mut Reporter) -> Option<net::DhcpKeeper> {
     bring_network(reporter, &crate::config::NetworkConfig::default(), None)
 }
 

@@ -1,7 +1,8 @@
 //! The kernel command line provider: `kiln.config=<base64>` (inline kiln.toml or
 //! user-data) and cloud-init's `ds=nocloud;s=file:///dir/` seeds. HTTP seeds
-//! (`ds=nocloud-net;s=http://…`) are not read yet: they become a note and discovery
-//! goes on to the volumes.
+//! (`ds=nocloud-net;s=http://…/`) were fetched by stage 1, which had the network up
+//! (`crate::netboot`); this provider reads what it left in `Env::net_seed_dir`: the
+//! files, or "absent" (404: a note, discovery goes on), or the error (broken).
 
 use std::path::PathBuf;
 
@@ -38,6 +39,8 @@ pub enum Seed {
     /// No seed location: look for volumes (`ds=nocloud`).
     Volumes,
     Dir(PathBuf),
+    /// `http://…` (as given; stage 1 fetches it).
+    Http(String),
     /// Understood but not read by this version, with the reason.
     Ignored(String),
 }
@@ -63,9 +66,11 @@ pub fn seed(ds: &str) -> Result<Seed, DiscoveryError> {
         if path.starts_with('/') {
             return Ok(Seed::Dir(PathBuf::from(path)));
         }
-    } else if url.starts_with("http://") || url.starts_with("https://") {
+    } else if url.starts_with("http://") {
+        return Ok(Seed::Http(url.to_string()));
+    } else if url.starts_with("https://") {
         return Ok(Seed::Ignored(format!(
-            "ds={ds}: HTTP seeds are not supported yet"
+            "ds={ds}: https seeds are not supported (serve seeds over http on the provisioning network)"
         )));
     }
     Err(DiscoveryError::Broken {
@@ -124,6 +129,7 @@ impl Provider for Cmdline {
                 notes.push(why);
                 return Ok(None);
             }
+            Seed::Http(url) => return load_http(env, &url, notes),
             Seed::Dir(dir) => dir,
         };
         let origin = format!("nocloud:file://{}", dir.display());
@@ -135,4 +141,55 @@ impl Provider for Cmdline {
         let sources = NOCLOUD.collect(contents, &origin)?;
         Ok(Some(Found::new(sources, origin)))
     }
+}
+
+/// The seed stage 1 fetched from `url` into `env.net_seed_dir`.
+fn load_http(
+    env: &Env,
+    url: &str,
+    notes: &mut Vec<String>,
+) -> Result<Option<Found>, DiscoveryError> {
+    use crate::netboot::SeedStatus;
+    let origin = format!("nocloud-net:{url}");
+    let broken = |reason: String| DiscoveryError::Broken {
+        volume: origin.clone(),
+        reason,
+    };
+    let dir = env.net_seed_dir;
+    let source = env.files.read(&dir.join("source"))?;
+    let status = env.files.read(&dir.join("status"))?;
+    let (Some(source), Some(status)) = (source, status) else {
+        return Err(broken(format!(
+            "stage 1 did not fetch it (nothing in {})",
+            dir.display()
+        )));
+    };
+    if source != url.as_bytes() {
+        return Err(broken(format!(
+            "stage 1 fetched {} instead",
+            String::from_utf8_lossy(&source)
+        )));
+    }
+    match SeedStatus::parse(&String::from_utf8_lossy(&status)) {
+        SeedStatus::Found => {}
+        SeedStatus::Absent => {
+            notes.push(format!(
+                "no NoCloud seed at {url} (meta-data: HTTP 404): going on without it"
+            ));
+            return Ok(None);
+        }
+        SeedStatus::Error(why) => return Err(broken(why)),
+    }
+    let contents = NOCLOUD
+        .paths()
+        .iter()
+        .map(|p| env.files.read(&dir.join(p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sources = NOCLOUD.collect(contents, &origin)?;
+    Ok(Some(Found::new(sources, origin)))
+}
+
+/// The last `ds=` value of a command line.
+pub fn ds(cmdline: &str) -> Option<String> {
+    parse(cmdline).ds
 }

@@ -141,6 +141,8 @@ pub struct World {
     pub wait: WaitPolicy,
 }
 
+/// Where the fake stage 1 leaves a fetched HTTP seed.
+pub const FAKE_NET_SEED: &str = "/run/kiln/nocloud-net";
 pub const FAKE_STATE: &str = "/var/lib/kiln/config";
 
 impl Default for World {
@@ -167,6 +169,7 @@ impl World {
             volumes: &self.volumes,
             files: &self.files,
             state_dir: Path::new(FAKE_STATE),
+            net_seed_dir: Path::new(FAKE_NET_SEED),
             clock: &self.clock,
             wait: self.wait,
         }

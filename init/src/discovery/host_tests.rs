@@ -17,6 +17,7 @@ fn load_state(dir: &Path) -> Result<Option<Found>, DiscoveryError> {
     let env = Env {
         files: &files,
         state_dir: dir,
+        net_seed_dir: dir,
         ..w.env()
     };
     State.load(&env, &mut Vec::new())
@@ -48,6 +49,7 @@ fn persist_then_state_round_trip() {
     let env = Env {
         files: &env_files,
         state_dir: &dir,
+        net_seed_dir: &dir,
         ..w.env()
     };
     State.load(&env, &mut notes).unwrap();

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use crate::config::{ConfigError, Sources};
 
-pub use cmdline::Cmdline;
+pub use cmdline::{ds as cmdline_ds, seed, Cmdline, Seed};
 pub use host::{
     BlockDevices, Clock, Device, Files, HostFiles, MountedVolumes, SysBlockDevices, SystemClock,
     Volumes, MAX_FILE,
@@ -125,6 +125,8 @@ pub struct Env<'a> {
     pub files: &'a dyn Files,
     /// Where `persist` keeps the config (normally `STATE_DIR`, on the STATE partition).
     pub state_dir: &'a Path,
+    /// Where stage 1 left a fetched `ds=nocloud-net` seed (`crate::netboot::SEED_DIR`).
+    pub net_seed_dir: &'a Path,
     pub clock: &'a dyn Clock,
     pub wait: WaitPolicy,
 }
@@ -137,6 +139,7 @@ pub struct System {
     pub files: HostFiles,
     pub clock: SystemClock,
     pub state_dir: PathBuf,
+    pub net_seed_dir: PathBuf,
 }
 
 impl Default for System {
@@ -147,6 +150,7 @@ impl Default for System {
             files: HostFiles { max: MAX_FILE },
             clock: SystemClock::default(),
             state_dir: PathBuf::from(STATE_DIR),
+            net_seed_dir: PathBuf::from(crate::netboot::SEED_DIR),
         }
     }
 }
@@ -159,6 +163,7 @@ impl System {
             volumes: &self.volumes,
             files: &self.files,
             state_dir: &self.state_dir,
+            net_seed_dir: &self.net_seed_dir,
             clock: &self.clock,
             wait,
         }

@@ -85,9 +85,13 @@ fn seed_values() {
         ("nocloud", Ok(Seed::Volumes)),
         ("nocloud;h=x", Ok(Seed::Volumes)),
         (
-            "nocloud-net;s=http://10.0.2.2/",
+            "nocloud-net;s=http://10.0.2.2/seeds/52-54-00-00-00-01/",
+            Ok(Seed::Http("http://10.0.2.2/seeds/52-54-00-00-00-01/".into())),
+        ),
+        (
+            "nocloud-net;s=https://10.0.2.2/",
             Ok(Seed::Ignored(
-                "ds=nocloud-net;s=http://10.0.2.2/: HTTP seeds are not supported yet".into(),
+                "ds=nocloud-net;s=https://10.0.2.2/: https seeds are not supported (serve seeds over http on the provisioning network)".into(),
             )),
         ),
         (
@@ -134,13 +138,83 @@ fn nocloud_file_seed_from_the_command_line() {
     assert!(matches!(got, Err(DiscoveryError::Broken { .. })), "{got:?}");
 }
 
+/// What stage 1 leaves behind after fetching `url` with `status`.
+fn net_seed(w: &mut World, url: &str, status: &str, files: &[(&str, &str)]) {
+    w.files.put(&format!("{FAKE_NET_SEED}/source"), url);
+    w.files.put(&format!("{FAKE_NET_SEED}/status"), status);
+    for (name, body) in files {
+        w.files.put(&format!("{FAKE_NET_SEED}/{name}"), body);
+    }
+}
+
 #[test]
-fn ignored_seeds_fall_through_with_a_note() {
-    let mut w = world("ds=nocloud-net;s=http://10.0.2.2:8000/");
+fn http_seeds_come_from_what_stage_1_fetched() {
+    const URL: &str = "http://10.0.2.2:8000/seeds/52-54-00-00-00-01/";
+    let line = format!("ds=nocloud-net;s={URL}");
+    let mut w = world(&line);
+    net_seed(
+        &mut w,
+        URL,
+        "found",
+        &[
+            ("meta-data", "instance-id: pxe-1\n"),
+            ("user-data", "#cloud-config\nhostname: a\n"),
+        ],
+    );
+    w.cidata("sr0", FsKind::Iso9660, "cidata");
+    let found = discover(&w.env()).unwrap();
+    assert_eq!(found.origin, format!("nocloud-net:{URL}"));
+    assert_eq!(
+        found.sources.meta_data.as_deref(),
+        Some(&b"instance-id: pxe-1\n"[..])
+    );
+    assert!(w.volumes.mounted.borrow().is_empty());
+
+    // 404 for this MAC: a note, and the next source wins (here the cidata volume).
+    let mut w = world(&line);
+    net_seed(&mut w, URL, "absent", &[]);
     w.cidata("sr0", FsKind::Iso9660, "cidata");
     let found = discover(&w.env()).unwrap();
     assert_eq!(found.origin, "nocloud:/dev/sr0");
-    assert!(found.notes[0].contains("HTTP seeds are not supported yet"));
+    assert!(
+        found.notes[0].contains("no NoCloud seed at"),
+        "{:?}",
+        found.notes
+    );
+
+    // A fetch error, a different URL, or nothing fetched at all: broken, no fallback.
+    let cases: [(&str, &str, &str); 3] = [
+        (URL, "error: connection refused", "connection refused"),
+        (
+            "http://other/",
+            "found",
+            "stage 1 fetched http://other/ instead",
+        ),
+        ("", "", "stage 1 did not fetch it"),
+    ];
+    for (source, status, reason_has) in cases {
+        let mut w = world(&line);
+        if !source.is_empty() {
+            net_seed(&mut w, source, status, &[("meta-data", "instance-id: x\n")]);
+        }
+        w.cidata("sr0", FsKind::Iso9660, "cidata");
+        match discover(&w.env()) {
+            Err(DiscoveryError::Broken { volume, reason }) => {
+                assert_eq!(volume, format!("nocloud-net:{URL}"));
+                assert!(reason.contains(reason_has), "{reason}");
+            }
+            got => panic!("{source}/{status}: {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn ignored_seeds_fall_through_with_a_note() {
+    let mut w = world("ds=nocloud-net;s=https://10.0.2.2:8000/");
+    w.cidata("sr0", FsKind::Iso9660, "cidata");
+    let found = discover(&w.env()).unwrap();
+    assert_eq!(found.origin, "nocloud:/dev/sr0");
+    assert!(found.notes[0].contains("https seeds are not supported"));
 
     let w = world(&format!("ds=nocloud kiln.config={}", b64(b"a = 1")));
     let found = discover(&w.env()).unwrap();

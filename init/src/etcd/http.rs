@@ -17,7 +17,7 @@ const MAX_LINE: usize = 1024;
 
 /// A TCP stream whose reads and writes wait at most `idle` each, and nothing past `end`.
 #[derive(Debug)]
-pub(super) struct Bounded {
+pub(crate) struct Bounded {
     sock: TcpStream,
     end: Option<Instant>,
     idle: Duration,
@@ -25,7 +25,7 @@ pub(super) struct Bounded {
 
 impl Bounded {
     /// Connects within `idle`. `end` bounds the whole exchange (`None`: only each wait).
-    pub(super) fn connect(
+    pub(crate) fn connect(
         target: SocketAddr,
         end: Option<Instant>,
         idle: Duration,
@@ -70,7 +70,7 @@ impl Write for Bounded {
 
 /// Timeouts become `Timeout`, rustls errors (wrapped in io::Error) `Tls`, bad framing
 /// (`InvalidData`) `Malformed`.
-pub(super) fn io_error(op: &'static str, e: io::Error, timeout: Duration) -> RequestError {
+pub(crate) fn io_error(op: &'static str, e: io::Error, timeout: Duration) -> RequestError {
     if let Some(tls) = e
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rustls::Error>())
@@ -117,7 +117,7 @@ pub(super) fn request(method: &str, host: SocketAddr, path: &str, body: Option<&
 
 /// How the body of a response ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Framing {
+pub(crate) enum Framing {
     Length(u64),
     Chunked,
     Close,
@@ -125,7 +125,7 @@ pub(super) enum Framing {
 
 /// A parsed response head.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Head {
+pub(crate) struct Head {
     pub status: u16,
     pub framing: Framing,
 }
@@ -151,7 +151,7 @@ fn read_line<R: BufRead>(r: &mut R, max: usize, what: &str) -> io::Result<String
 }
 
 /// Reads the status line and headers.
-pub(super) fn read_head<R: BufRead>(r: &mut R) -> io::Result<Head> {
+pub(crate) fn read_head<R: BufRead>(r: &mut R) -> io::Result<Head> {
     let status_line = read_line(r, MAX_LINE, "status line")?;
     let status = crate::lb::probe::parse_status_line(status_line.as_bytes())
         .map_err(|_| invalid(&format!("bad status line {status_line:?}")))?;
@@ -186,7 +186,7 @@ pub(super) fn read_head<R: BufRead>(r: &mut R) -> io::Result<Head> {
 }
 
 /// A response body, ended as its framing says. A body cut short is an error, not EOF.
-pub(super) struct Body<R> {
+pub(crate) struct Body<R> {
     inner: R,
     framing: Framing,
     /// Bytes left in the body (`Length`) or the current chunk (`Chunked`).
@@ -197,7 +197,7 @@ pub(super) struct Body<R> {
 }
 
 impl<R: BufRead> Body<R> {
-    pub(super) fn new(inner: R, framing: Framing) -> Self {
+    pub(crate) fn new(inner: R, framing: Framing) -> Self {
         let left = match framing {
             Framing::Length(n) => n,
             _ => 0,

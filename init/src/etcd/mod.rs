@@ -12,7 +12,7 @@ mod args;
 mod certs;
 mod client;
 mod gateway;
-mod http;
+pub(crate) mod http;
 mod snapshot;
 
 #[cfg(test)]
