@@ -36,6 +36,12 @@ const COMMON_MODULES: &[&str] = &[
 const X86_64_MODULES: &[&str] = &["ahci", "ehci_pci", "button", "evdev"];
 const AARCH64_MODULES: &[&str] = &["virtio_mmio", "ahci"];
 
+/// Network boot (`--format pxe`): the loop device for the downloaded root, and the wired
+/// NICs of common servers besides virtio (their PHY/PTP helpers come as dependencies).
+pub const PXE_MODULES: &[&str] = &[
+    "loop", "e1000", "e1000e", "igb", "igc", "ixgbe", "r8169", "tg3",
+];
+
 pub fn wanted(arch: Arch) -> Vec<&'static str> {
     let extra = match arch {
         Arch::X86_64 => X86_64_MODULES,
@@ -61,7 +67,19 @@ pub struct Initramfs {
 
 /// Builds the compressed initramfs for `kernel` with `init` as `/init`.
 pub fn build(kernel: &Kernel, arch: Arch, init: &[u8]) -> Result<Initramfs, InitramfsError> {
-    let mods = kernel.load_order(&wanted(arch))?;
+    build_with(kernel, arch, init, &[])
+}
+
+/// As `build`, with `extra` modules loaded after the usual ones (see `PXE_MODULES`).
+pub fn build_with(
+    kernel: &Kernel,
+    arch: Arch,
+    init: &[u8],
+    extra: &[&str],
+) -> Result<Initramfs, InitramfsError> {
+    let mut names = wanted(arch);
+    names.extend_from_slice(extra);
+    let mods = kernel.load_order(&names)?;
     let mut w = CpioWriter::new(Vec::new());
     for d in [
         "dev", "etc", "etc/kiln", "newroot", "proc", "run", "sys", "tmp",

@@ -45,11 +45,20 @@ enum Cmd {
         /// No progress output.
         #[arg(long, short)]
         quiet: bool,
+        /// Outputs instead of the spec's `formats`: raw, qcow2, pxe (comma-separated or
+        /// repeated). pxe writes vmlinuz, initrd, root.squashfs, boot.ipxe and SHA256SUMS.
+        #[arg(long = "format", value_delimiter = ',', value_parser = kiln_imager::spec::Format::parse)]
+        format: Vec<kiln_imager::spec::Format>,
     },
     /// Make a cluster's secrets and node seeds (gen), or one more node (add).
     Cluster {
         #[command(subcommand)]
         cmd: ClusterCmd,
+    },
+    /// Dev clusters: one QEMU per node, no root (up, status, logs, console, down).
+    Dev {
+        #[command(subcommand)]
+        cmd: kiln_imager::dev::DevCmd,
     },
     /// Network boot: serve a PXE bundle and per-MAC NoCloud seeds over HTTP.
     Pxe {
@@ -244,6 +253,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             init,
             cache,
             quiet,
+            format,
         } => {
             let opts = BuildOptions {
                 spec,
@@ -254,6 +264,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 init,
                 cache,
                 quiet,
+                formats: (!format.is_empty()).then_some(format),
             };
             let r = pipeline::build(&opts)?;
             println!(
@@ -280,6 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Cluster { cmd } => cluster(cmd),
         Cmd::Pxe { cmd } => pxe(cmd),
+        Cmd::Dev { cmd } => kiln_imager::dev::run(cmd),
     }
 }
 

@@ -29,6 +29,8 @@ pub struct BuildOptions {
     pub init: Option<PathBuf>,
     pub cache: Option<PathBuf>,
     pub quiet: bool,
+    /// `--format`: replaces the spec's `formats` when given.
+    pub formats: Option<Vec<spec::Format>>,
 }
 
 #[derive(Debug, Clone)]
@@ -175,7 +177,13 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
 
 fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
     let p = Progress::new(opts.quiet);
-    let (spec, default_lock) = load_spec(opts)?;
+    let (mut spec, default_lock) = load_spec(opts)?;
+    if let Some(formats) = &opts.formats {
+        if formats.is_empty() {
+            bail!("--format: give at least one of raw, qcow2, pxe");
+        }
+        spec.formats = formats.clone();
+    }
     let lock_path = opts.lock.clone().unwrap_or(default_lock);
     check_out_dir(&opts.out)?;
     let init = init_bytes(opts, &spec)?;
@@ -224,6 +232,18 @@ fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
         initrd.modules.len(),
         initrd.bytes.len() >> 10
     ));
+    // The network-boot initramfs also carries NIC drivers and loop (PXE_MODULES).
+    let pxe_initrd = if spec.formats.contains(&spec::Format::Pxe) {
+        let i = initramfs::build_with(&kernel, spec.arch, &init, initramfs::PXE_MODULES)?;
+        p.note(&format!(
+            "pxe initrd: {} modules, {} KiB",
+            i.modules.len(),
+            i.bytes.len() >> 10
+        ));
+        Some(i)
+    } else {
+        None
+    };
     let loader = take_file(&tree, crate::esp::loader_path(spec.arch).0)?;
 
     p.phase("root");
@@ -271,15 +291,31 @@ fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
     let sq = sq.into_inner();
     p.note(&format!("{} MiB", sq.len() >> 20));
 
-    p.phase("disk");
-    let entry_text = crate::esp::entry(
-        &spec.name,
-        &release,
-        &crate::esp::cmdline(spec.arch, 'a', &spec.cmdline),
-        'a',
-    );
-    let esp = crate::esp::plan(loader, spec.arch, entry_text, kernel_image, initrd.bytes);
-    let outputs = disk::write_outputs(&spec, &opts.out, esp, &sq)?;
+    let mut outputs = Vec::new();
+    if let Some(pxe_initrd) = &pxe_initrd {
+        p.phase("pxe");
+        let bundle = crate::pxe::bundle::Bundle {
+            name: &spec.name,
+            release: &release,
+            arch: spec.arch,
+            cmdline: &spec.cmdline,
+            kernel: &kernel_image,
+            initrd: &pxe_initrd.bytes,
+            root: &sq,
+        };
+        outputs.extend(crate::pxe::bundle::write(&opts.out, &bundle)?);
+    }
+    if spec.formats.iter().any(|f| f.is_disk()) {
+        p.phase("disk");
+        let entry_text = crate::esp::entry(
+            &spec.name,
+            &release,
+            &crate::esp::cmdline(spec.arch, 'a', &spec.cmdline),
+            'a',
+        );
+        let esp = crate::esp::plan(loader, spec.arch, entry_text, kernel_image, initrd.bytes);
+        outputs.splice(0..0, disk::write_outputs(&spec, &opts.out, esp, &sq)?);
+    }
     p.finish_phase();
 
     write_atomic(&lock_path, lock::render(&lock).as_bytes())?;

@@ -47,6 +47,27 @@ impl Arch {
 pub enum Format {
     Raw,
     Qcow2,
+    /// The network-boot bundle (vmlinuz, initrd, root.squashfs, boot.ipxe, SHA256SUMS).
+    Pxe,
+}
+
+impl Format {
+    /// Parses a `--format` value.
+    pub fn parse(s: &str) -> Result<Format, String> {
+        match s {
+            "raw" => Ok(Format::Raw),
+            "qcow2" => Ok(Format::Qcow2),
+            "pxe" => Ok(Format::Pxe),
+            other => Err(format!(
+                "unknown format {other:?}: expected raw, qcow2 or pxe"
+            )),
+        }
+    }
+
+    /// Raw and qcow2 are disk images; pxe is not.
+    pub fn is_disk(self) -> bool {
+        matches!(self, Format::Raw | Format::Qcow2)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -61,9 +61,17 @@ pub enum LoopError {
     },
 }
 
-/// Binds `file` (opened read-only) to a free loop device under `dev`; returns its path.
-/// The device detaches itself once it is no longer open or mounted.
-pub fn attach_read_only(dev: &Path, file: &File, name: &Path) -> Result<PathBuf, LoopError> {
+/// A configured loop device, held open: with auto-clear, closing the last descriptor of
+/// an unmounted loop device detaches it, so keep this until the mount is done.
+#[derive(Debug)]
+pub struct Attached {
+    pub device: PathBuf,
+    _open: File,
+}
+
+/// Binds `file` (opened read-only) to a free loop device under `dev`. The device detaches
+/// itself once it is neither open nor mounted.
+pub fn attach_read_only(dev: &Path, file: &File, name: &Path) -> Result<Attached, LoopError> {
     let control_path = dev.join("loop-control");
     let control = OpenOptions::new()
         .read(true)
@@ -119,7 +127,10 @@ pub fn attach_read_only(dev: &Path, file: &File, name: &Path) -> Result<PathBuf,
             source: io::Error::last_os_error(),
         });
     }
-    Ok(device)
+    Ok(Attached {
+        device,
+        _open: loop_file,
+    })
 }
 
 /// devtmpfs creates the node right after LOOP_CTL_GET_FREE added the device; give it a

@@ -50,8 +50,12 @@ pub enum NetbootError {
 }
 
 /// Downloads the root into `ROOT_FILE`, checks it, binds it to a loop device and unlinks
-/// the file (the device keeps it); returns the device path.
-pub fn fetch_root(reporter: &mut Reporter, url: &str, want: &str) -> Result<String, NetbootError> {
+/// the file (the device keeps it); returns the device, to be held open until mounted.
+pub fn fetch_root(
+    reporter: &mut Reporter,
+    url: &str,
+    want: &str,
+) -> Result<loopdev::Attached, NetbootError> {
     let parsed = fetch::parse_url(url).map_err(NetbootError::Url)?;
     let path = Path::new(ROOT_FILE);
     if let Some(dir) = path.parent() {
@@ -101,11 +105,11 @@ pub fn fetch_root(reporter: &mut Reporter, url: &str, want: &str) -> Result<Stri
         .read(true)
         .open(path)
         .map_err(|e| NetbootError::Open(path.into(), e))?;
-    let device = loopdev::attach_read_only(Path::new("/dev"), &file, Path::new(url))
+    let attached = loopdev::attach_read_only(Path::new("/dev"), &file, Path::new(url))
         .map_err(NetbootError::Loop)?;
     // The loop device holds the file open; nobody needs its name any more.
     let _ = std::fs::remove_file(path);
-    Ok(device.display().to_string())
+    Ok(attached)
 }
 
 /// The URL of a `ds=nocloud[-net];s=http://…` seed on the command line, if any.

@@ -93,9 +93,12 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage1Error> {
     let (device, name) = match root {
         Root::Partition(partname) => (mount_root(reporter, &mut mounter, partname)?, partname),
         Root::Http { url, sha256 } => {
-            let device =
+            let attached =
                 crate::netboot::fetch_root(reporter, url, sha256).map_err(Stage1Error::NetRoot)?;
+            let device = attached.device.display().to_string();
             mount_device(&mut mounter, &device)?;
+            // Mounted: the mount holds the device now, closing ours is safe.
+            drop(attached);
             (device, url)
         }
     };

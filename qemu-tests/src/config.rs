@@ -31,6 +31,9 @@ pub struct VmConfig {
     pub cpus: u32,
     /// Value of `-nic`; default `user,model=virtio-net-pci`; `None` = no NIC.
     pub nic: Option<String>,
+    /// x86_64 only: boot with QEMU's SeaBIOS instead of UEFI (no pflash), e.g. for
+    /// network boot through the NIC's iPXE option ROM.
+    pub bios: bool,
     /// Appended verbatim after everything else.
     pub extra_args: Vec<String>,
 }
@@ -61,6 +64,7 @@ impl VmConfig {
             memory_mib: 1024,
             cpus: 2,
             nic: None,
+            bios: false,
             extra_args: Vec::new(),
         }
     }
@@ -100,7 +104,9 @@ pub fn qemu_args(cfg: &VmConfig, accel: Accel, paths: &VmPaths) -> Vec<String> {
         "if=pflash,format=raw,file={}",
         qemu_path(&paths.firmware_vars)
     );
-    push(&["-drive", &code, "-drive", &vars]);
+    if !cfg.bios {
+        push(&["-drive", &code, "-drive", &vars]);
+    }
     let serial = format!("file,id=con,path={}", qemu_path(&paths.serial));
     push(&["-chardev", &serial, "-serial", "chardev:con"]);
     let events = format!(
@@ -202,5 +208,16 @@ mod tests {
             "if=virtio,format=raw,file=/img/k.img"
         ));
         assert!(!args.iter().any(|a| a == "-nic"));
+    }
+
+    #[test]
+    fn bios_boot_has_no_pflash() {
+        let mut cfg = VmConfig::firmware_only("t");
+        assert!(qemu_args(&cfg, Accel::Tcg, &paths())
+            .iter()
+            .any(|a| a.contains("if=pflash")));
+        cfg.bios = true;
+        let args = qemu_args(&cfg, Accel::Tcg, &paths());
+        assert!(!args.iter().any(|a| a.contains("if=pflash")), "{args:?}");
     }
 }

@@ -10,6 +10,7 @@
 //! The seeds carry a node's keys and bootstrap token and are served to anyone who can
 //! reach the port and knows (or guesses) a MAC: run it on the provisioning network only.
 
+pub mod bundle;
 pub mod http;
 pub mod mac;
 pub mod range;
