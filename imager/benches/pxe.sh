@@ -33,7 +33,7 @@ throughput() {
   t0=$(date +%s.%N)
   seq "$N" | xargs -P4 -I{} curl -sf -o /dev/null "http://127.0.0.1:$port/root.squashfs"
   t1=$(date +%s.%N)
-  awk -v n="$N" -v a="$t0" -v b="$t1" -v m="$root_mib" 'BEGIN{printf "%.2f %.0f", n/(b-a), n*m/(b-a)}'
+  awk -v n="$N" -v a="$t0" -v b="$t1" -v m="$root_mib" 'BEGIN{printf "%.2f %.0f\n", n/(b-a), n*m/(b-a)}'
 }
 echo "== server throughput: kiln pxe serve"
 p=$(free_port); "$KILN" pxe serve --dir "$B" --listen "127.0.0.1:$p" 2>"$W/serve.log" & sp=$!
