@@ -19,12 +19,23 @@ mod common;
 
 const TOOLS: &[&str] = &["qemu-img", "python3", "busybox"];
 
-/// The `kiln` binary cargo built next to this test (`cargo test --workspace` builds it).
+/// The `kiln` binary of this tree, (re)built by cargo so a stale one is never tested
+/// (a no-op when `cargo test --workspace` built it already).
 fn kiln_binary() -> Result<PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "-q", "-j2", "-p", "kiln-imager", "--bin", "kiln"])
+        .env("CARGO_TARGET_DIR", image::target_dir())
+        .status()
+        .context("run cargo build for kiln")?;
+    ensure!(
+        status.success(),
+        "cargo build -p kiln-imager --bin kiln: {status}"
+    );
     let bin = image::target_dir().join("debug/kiln");
     ensure!(
         bin.is_file(),
-        "{} is missing: build it first with `cargo build -p kiln-imager --bin kiln`",
+        "{} is missing after the build",
         bin.display()
     );
     Ok(bin)
@@ -240,6 +251,28 @@ fn dev_clusters_side_by_side() -> Result<()> {
         "ports shared"
     );
     tls_server_hello(forward(&b, 0, 2379)?)?;
+
+    // A QEMU that dies under the cluster: status names it crashed, down still cleans up.
+    let b_qemu = b["nodes"][0]["pid"]
+        .as_u64()
+        .context("b's cp-1 has no pid")?;
+    let killed = Command::new("kill")
+        .args(["-KILL", &b_qemu.to_string()])
+        .status()?;
+    ensure!(killed.success(), "kill -KILL {b_qemu}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running(b_qemu) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let crashed = k.ok(&["status", "--name", "b"])?;
+    let row = crashed
+        .lines()
+        .find(|l| l.contains("cp-1"))
+        .with_context(|| format!("cp-1 missing from:\n{crashed}"))?;
+    ensure!(
+        row.contains("crashed"),
+        "a killed QEMU is not reported: {row}"
+    );
 
     let t3 = Instant::now();
     for (name, state) in [("a", &a), ("b", &b)] {
