@@ -2,8 +2,14 @@
 //! `base` overlay and a statically linked `init` per architecture.
 //!
 //! `init` is built by a nested cargo run into its own target folder (so it never waits on
-//! the outer build's lock). `KILN_INIT_X86_64=/path/init` embeds a prebuilt one instead;
-//! `KILN_EMBED_INIT=0` embeds none (then `kiln build` needs `--init PATH`).
+//! the outer build's lock). `KILN_INIT_X86_64=/path/init` / `KILN_INIT_AARCH64=/path/init`
+//! embed prebuilt ones instead; `KILN_EMBED_INIT=0` embeds none and `KILN_EMBED_INIT=x86_64`
+//! only the host's (then `kiln build` needs `--init PATH` for the others).
+//!
+//! The aarch64 init is cross-compiled with Debian's `rustc-web` (/usr/bin/rustc, or
+//! `KILN_RUSTC_AARCH64`), whose `libstd-rust-web-dev:arm64` ships the standard library for
+//! aarch64, linked statically by `aarch64-linux-gnu-gcc` (all from `.ci/setup-host`). Without
+//! that toolchain kiln is built without an aarch64 init and says so (a cargo warning).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -15,20 +21,25 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     let mut code = String::new();
     overlay(&root.join("overlays/base"), &mut code);
-    let init = init_x86_64(&root);
-    match init {
-        Some(p) => writeln!(
-            code,
-            "pub static INIT_X86_64: Option<&[u8]> = Some(include_bytes!({:?}));",
-            p
-        ),
-        None => writeln!(code, "pub static INIT_X86_64: Option<&[u8]> = None;"),
+    for (name, init) in [
+        ("INIT_X86_64", init_x86_64(&root)),
+        ("INIT_AARCH64", init_aarch64(&root)),
+    ] {
+        match init {
+            Some(p) => writeln!(
+                code,
+                "pub static {name}: Option<&[u8]> = Some(include_bytes!({p:?}));"
+            ),
+            None => writeln!(code, "pub static {name}: Option<&[u8]> = None;"),
+        }
+        .ok();
     }
-    .ok();
     if let Err(e) = std::fs::write(out.join("embedded.rs"), code) {
         panic!("write embedded.rs: {e}");
     }
     println!("cargo:rerun-if-env-changed=KILN_INIT_X86_64");
+    println!("cargo:rerun-if-env-changed=KILN_INIT_AARCH64");
+    println!("cargo:rerun-if-env-changed=KILN_RUSTC_AARCH64");
     println!("cargo:rerun-if-env-changed=KILN_EMBED_INIT");
 }
 
@@ -67,35 +78,84 @@ fn init_x86_64(root: &Path) -> Option<PathBuf> {
     if std::env::var("KILN_EMBED_INIT").as_deref() == Ok("0") {
         return None;
     }
+    build_init(
+        root,
+        "x86_64-unknown-linux-gnu",
+        "target/init-embed",
+        None,
+        &[],
+    )
+}
+
+fn init_aarch64(root: &Path) -> Option<PathBuf> {
+    if let Ok(p) = std::env::var("KILN_INIT_AARCH64") {
+        return Some(PathBuf::from(p));
+    }
+    if matches!(
+        std::env::var("KILN_EMBED_INIT").as_deref(),
+        Ok("0" | "x86_64")
+    ) {
+        return None;
+    }
+    let rustc = std::env::var("KILN_RUSTC_AARCH64").unwrap_or_else(|_| "/usr/bin/rustc".into());
+    let std_lib = Path::new("/usr/lib/rustlib/aarch64-unknown-linux-gnu/lib");
+    let linker = "aarch64-linux-gnu-gcc";
+    let has_linker = Command::new(linker).arg("--version").output().is_ok();
+    if !Path::new(&rustc).is_file() || !std_lib.is_dir() || !has_linker {
+        println!(
+            "cargo:warning=kiln is built without an aarch64 init: {rustc}, {} or {linker} missing (run .ci/setup-host)",
+            std_lib.display()
+        );
+        return None;
+    }
+    build_init(
+        root,
+        "aarch64-unknown-linux-gnu",
+        "target/init-embed-aarch64",
+        Some(&rustc),
+        &[("CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER", linker)],
+    )
+}
+
+/// `cargo build --release -p kiln-init --target TRIPLE` into `root/dir`, static; panics on
+/// failure (a half-embedded kiln would fail later and less clearly).
+fn build_init(
+    root: &Path,
+    triple: &str,
+    dir: &str,
+    rustc: Option<&str>,
+    env: &[(&str, &str)],
+) -> Option<PathBuf> {
     println!("cargo:rerun-if-changed={}", root.join("init/src").display());
     println!(
         "cargo:rerun-if-changed={}",
         root.join("init/Cargo.toml").display()
     );
-    let target_dir = root.join("target/init-embed");
+    let target_dir = root.join(dir);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "kiln-init",
-            "--target",
-            "x86_64-unknown-linux-gnu",
-        ])
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root)
+        .args(["build", "--release", "-p", "kiln-init", "--target", triple])
         .arg("--target-dir")
         .arg(&target_dir)
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("CARGO_TARGET_DIR")
         .env_remove("CARGO_BUILD_TARGET")
-        .env("RUSTFLAGS", "-C target-feature=+crt-static")
-        .status();
-    match status {
-        Ok(s) if s.success() => {}
-        other => {
-            panic!("building the static init failed ({other:?}); set KILN_EMBED_INIT=0 to skip")
-        }
+        // `cargo clippy` of the outer build wraps rustc with clippy-driver: not for init.
+        .env_remove("RUSTC_WORKSPACE_WRAPPER")
+        .env_remove("RUSTC_WRAPPER")
+        .env("RUSTFLAGS", "-C target-feature=+crt-static");
+    if let Some(rustc) = rustc {
+        cmd.env("RUSTC", rustc);
     }
-    Some(target_dir.join("x86_64-unknown-linux-gnu/release/init"))
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    match cmd.status() {
+        Ok(s) if s.success() => {}
+        other => panic!(
+            "building the static {triple} init failed ({other:?}); set KILN_EMBED_INIT=0 to skip"
+        ),
+    }
+    Some(target_dir.join(triple).join("release/init"))
 }

@@ -49,6 +49,9 @@ enum Cmd {
         /// repeated). pxe writes vmlinuz, initrd, root.squashfs, boot.ipxe and SHA256SUMS.
         #[arg(long = "format", value_delimiter = ',', value_parser = kiln_imager::spec::Format::parse)]
         format: Vec<kiln_imager::spec::Format>,
+        /// Target architecture instead of the spec's `arch`: x86_64 or aarch64.
+        #[arg(long, value_parser = kiln_imager::spec::Arch::parse)]
+        arch: Option<kiln_imager::spec::Arch>,
     },
     /// Make a cluster's secrets and node seeds (gen), or one more node (add).
     Cluster {
@@ -254,6 +257,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             cache,
             quiet,
             format,
+            arch,
         } => {
             let opts = BuildOptions {
                 spec,
@@ -265,6 +269,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 cache,
                 quiet,
                 formats: (!format.is_empty()).then_some(format),
+                arch,
             };
             let r = pipeline::build(&opts)?;
             println!(

@@ -31,6 +31,8 @@ pub struct BuildOptions {
     pub quiet: bool,
     /// `--format`: replaces the spec's `formats` when given.
     pub formats: Option<Vec<spec::Format>>,
+    /// `--arch`: replaces the spec's `arch` when given.
+    pub arch: Option<spec::Arch>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +75,7 @@ fn init_bytes(opts: &BuildOptions, spec: &Spec) -> Result<Vec<u8>> {
     }
     let embedded = match spec.arch {
         spec::Arch::X86_64 => crate::embedded::INIT_X86_64,
-        spec::Arch::Aarch64 => None,
+        spec::Arch::Aarch64 => crate::embedded::INIT_AARCH64,
     };
     match embedded {
         Some(b) => Ok(b.to_vec()),
@@ -184,6 +186,7 @@ fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
         }
         spec.formats = formats.clone();
     }
+    spec.for_arch(opts.arch);
     let lock_path = opts.lock.clone().unwrap_or(default_lock);
     check_out_dir(&opts.out)?;
     let init = init_bytes(opts, &spec)?;

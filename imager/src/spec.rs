@@ -33,6 +33,17 @@ pub enum Arch {
 }
 
 impl Arch {
+    /// Parses an `--arch` value (also Debian's names).
+    pub fn parse(s: &str) -> Result<Arch, String> {
+        match s {
+            "x86_64" | "amd64" => Ok(Arch::X86_64),
+            "aarch64" | "arm64" => Ok(Arch::Aarch64),
+            other => Err(format!(
+                "unknown architecture {other:?}: expected x86_64 or aarch64"
+            )),
+        }
+    }
+
     /// The Debian architecture name.
     pub fn debian(self) -> &'static str {
         match self {
@@ -67,6 +78,20 @@ impl Format {
     /// Raw and qcow2 are disk images; pxe is not.
     pub fn is_disk(self) -> bool {
         matches!(self, Format::Raw | Format::Qcow2)
+    }
+}
+
+impl Spec {
+    /// Sets the architecture (from `--arch`) and expands `{arch}` in package names to its
+    /// Debian name (`linux-image-{arch}` → `linux-image-arm64`).
+    pub fn for_arch(&mut self, arch: Option<Arch>) {
+        if let Some(a) = arch {
+            self.arch = a;
+        }
+        let debian = self.arch.debian();
+        for p in &mut self.debian.packages {
+            *p = p.replace("{arch}", debian);
+        }
     }
 }
 
@@ -343,5 +368,22 @@ mod tests {
             }
             e => panic!("unexpected {e:?}"),
         }
+    }
+
+    #[test]
+    fn arch_flag_and_arch_placeholder() {
+        assert_eq!(Arch::parse("aarch64"), Ok(Arch::Aarch64));
+        assert_eq!(Arch::parse("arm64"), Ok(Arch::Aarch64));
+        assert_eq!(Arch::parse("amd64"), Ok(Arch::X86_64));
+        assert!(Arch::parse("riscv64").unwrap_err().contains("riscv64"));
+        let mut s = parse(DEFAULT_SPEC, "built-in").unwrap();
+        assert!(s.debian.packages.iter().any(|p| p == "linux-image-{arch}"));
+        let mut x = s.clone();
+        x.for_arch(None);
+        assert!(x.debian.packages.iter().any(|p| p == "linux-image-amd64"));
+        s.for_arch(Some(Arch::Aarch64));
+        assert_eq!(s.arch, Arch::Aarch64);
+        assert!(s.debian.packages.iter().any(|p| p == "linux-image-arm64"));
+        assert!(!s.debian.packages.iter().any(|p| p.contains('{')));
     }
 }
