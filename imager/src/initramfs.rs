@@ -34,7 +34,9 @@ const COMMON_MODULES: &[&str] = &[
 ];
 /// `button` + `evdev`: the ACPI power button as an input device init can read.
 const X86_64_MODULES: &[&str] = &["ahci", "ehci_pci", "button", "evdev"];
-const AARCH64_MODULES: &[&str] = &["virtio_mmio", "ahci"];
+/// `evdev`: the power button (ACPI on UEFI machines, built in; `gpio_keys` on device-tree
+/// boards) as an input device init can read.
+const AARCH64_MODULES: &[&str] = &["virtio_mmio", "ahci", "evdev", "gpio_keys"];
 
 /// Network boot (`--format pxe`): the loop device for the downloaded root, and the wired
 /// NICs of common servers besides virtio (their PHY/PTP helpers come as dependencies).
