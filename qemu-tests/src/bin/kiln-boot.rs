@@ -1,6 +1,7 @@
 //! `kiln-boot IMAGE [QEMU ARGS…]`: boots a Kiln image under QEMU (OVMF; KVM where it works, else TCG)
 //! and waits for `ready`. Prints the events and a JSON summary line with `ready_s`, the
-//! seconds from QEMU start to `ready`. Used by the README's main job and the benchmark.
+//! seconds from QEMU start to `ready`. Used by the README's main job and the benchmarks.
+//! `KILN_BOOT_ARCH=aarch64` for aarch64 images.
 
 use std::time::Duration;
 
@@ -21,6 +22,10 @@ fn run() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let image = args.next().context("usage: kiln-boot IMAGE [QEMU ARGS…]")?;
     let mut cfg = VmConfig::new("kiln-boot", &image);
+    // KILN_BOOT_ARCH=aarch64 boots an aarch64 image (qemu-system-aarch64 -M virt, AAVMF).
+    if std::env::var("KILN_BOOT_ARCH").is_ok_and(|a| a == "aarch64") {
+        cfg.arch = qemu_tests::Arch::Aarch64;
+    }
     // Extra QEMU arguments, e.g. a NoCloud seed: -drive if=virtio,format=raw,file=seed.img
     cfg.extra_args.extend(args);
     let mut vm = Vm::start(cfg)?;
