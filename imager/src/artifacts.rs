@@ -5,16 +5,11 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
 use crate::debian::fetch::Fetcher;
 use crate::lock::LockedArtifact;
 use crate::spec::Artifact;
 use crate::tree::Tree;
-
-fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 fn cache_path(cache: &Path, sha256: &str) -> std::path::PathBuf {
     cache.join("sha256").join(&sha256[..2]).join(sha256)
@@ -57,7 +52,7 @@ pub fn add(list: &[Artifact], tree: &mut Tree, cache: &Path) -> Result<Vec<Locke
             }
             (None, None) => bail!("artifact {}: no url or path", a.dest),
         };
-        let got = hex(&Sha256::digest(&data));
+        let got = crate::digest::sha256_hex(&data);
         if got != want {
             bail!(
                 "artifact {} from {source}: sha256 {got} does not match the spec's {want}",
@@ -100,7 +95,7 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let f = dir.join("tool");
         std::fs::write(&f, b"hello").unwrap();
-        let good = hex(&Sha256::digest(b"hello"));
+        let good = crate::digest::sha256_hex(b"hello");
         let mut tree = Tree::new();
         let locked = add(&[artifact(&f, &good)], &mut tree, &dir).unwrap();
         assert_eq!(locked[0].size, 5);

@@ -8,7 +8,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
 use crate::esp::EspPlan;
 use crate::gpt;
@@ -67,10 +66,7 @@ fn write_raw(spec: &Spec, out: &Path, esp: EspPlan, root: &[u8]) -> Result<TmpGu
 }
 
 fn sha256_file(p: &Path) -> Result<String> {
-    let mut f = File::open(p).with_context(|| format!("open {}", p.display()))?;
-    let mut h = Sha256::new();
-    std::io::copy(&mut f, &mut h).with_context(|| format!("read {}", p.display()))?;
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    crate::digest::sha256_file(p).with_context(|| format!("read {}", p.display()))
 }
 
 /// Writes every requested format; returns (path, size on disk, sha256 of qcow2 or "").

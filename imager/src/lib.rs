@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod cpio;
 pub mod debian;
 pub mod dev;
+pub mod digest;
 pub mod disk;
 pub mod embedded;
 pub mod esp;

@@ -274,7 +274,7 @@ impl Fetcher {
                 actual,
             });
         }
-        let actual = to_hex(&hasher.finalize());
+        let actual = crate::digest::hex(&hasher.finalize());
         if actual != hex {
             let (url, expected) = (url.to_string(), hex.to_string());
             return Err(FetchError::DigestMismatch {
@@ -350,15 +350,8 @@ fn normalize_digest(sha256: &str) -> Result<String, FetchError> {
     Ok(hex)
 }
 
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn hash_file(path: &Path) -> Result<String, FetchError> {
-    let mut file = std::fs::File::open(path).map_err(io_err(path))?;
-    let mut hasher = Sha256::new();
-    io::copy(&mut file, &mut hasher).map_err(io_err(path))?;
-    Ok(to_hex(&hasher.finalize()))
+    crate::digest::sha256_file(path).map_err(io_err(path))
 }
 
 /// A temporary file next to its destination, removed on drop unless persisted.

@@ -9,8 +9,6 @@
 
 use std::path::Path;
 
-use sha2::{Digest, Sha256};
-
 use crate::lock::{Lock, LockedArtifact, LockedBinary, LockedImage};
 use crate::spec::Arch;
 use crate::tree::{Tree, TreeError};
@@ -77,9 +75,7 @@ pub enum KubeError {
 
 /// `sha256:<hex>` of `data`.
 pub fn digest_of(data: &[u8]) -> String {
-    let d = Sha256::digest(data);
-    let hex: String = d.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
+    format!("sha256:{}", crate::digest::sha256_hex(data))
 }
 
 /// Fails unless `data` hashes to `expected` (`sha256:<hex>` or bare hex, printed alike).

@@ -9,10 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use sha2::{Digest, Sha256};
-
+use crate::digest::sha256_hex;
 use crate::spec::Arch;
+use anyhow::{Context, Result};
 
 pub const KERNEL: &str = "vmlinuz";
 pub const INITRD: &str = "initrd";
@@ -30,13 +29,6 @@ pub struct Bundle<'a> {
     pub kernel: &'a [u8],
     pub initrd: &'a [u8],
     pub root: &'a [u8],
-}
-
-pub fn sha256_hex(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// The kernel command line after the URLs: console and the spec's extra arguments.

@@ -62,7 +62,7 @@ fn answer(
 }
 
 fn sha(data: &[u8]) -> String {
-    to_hex(&Sha256::digest(data))
+    crate::digest::sha256_hex(data)
 }
 
 fn temp_cache(name: &str) -> PathBuf {
