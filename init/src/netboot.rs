@@ -20,8 +20,9 @@ use crate::report::Reporter;
 pub const ROOT_FILE: &str = "/run/kiln/root.squashfs";
 /// The fetched NoCloud seed, handed to stage 2 through the carried /run.
 pub const SEED_DIR: &str = "/run/kiln/nocloud-net";
-/// Files of a NoCloud seed; the first one decides whether there is a seed at all.
-pub const SEED_FILES: [&str; 4] = ["meta-data", "user-data", "vendor-data", "network-config"];
+/// The NoCloud files discovery reads (`discovery::NOCLOUD`); meta-data, first, decides
+/// whether there is a seed at all.
+pub const SEED_FILES: [&str; 3] = ["meta-data", "user-data", "network-config"];
 /// How long to keep trying while the network or the server come up.
 const PATIENCE: Duration = Duration::from_secs(90);
 const PAUSE: Duration = Duration::from_secs(2);
@@ -151,12 +152,14 @@ impl SeedStatus {
 /// Fetches the seed at `base` into `dir` (created fresh) and records the outcome there;
 /// never fails, stage 2 decides what an error means.
 pub fn fetch_seed(reporter: &mut Reporter, base: &str, dir: &Path) -> SeedStatus {
-    let status = match fetch_seed_files(base, dir) {
-        Ok(true) => SeedStatus::Found,
-        Ok(false) => SeedStatus::Absent,
-        Err(e) => SeedStatus::Error(crate::chain::error_chain(&e)),
+    let status = match std::fs::create_dir_all(dir) {
+        Err(e) => SeedStatus::Error(format!("create {}: {e}", dir.display())),
+        Ok(()) => match fetch_seed_files(base, dir) {
+            Ok(true) => SeedStatus::Found,
+            Ok(false) => SeedStatus::Absent,
+            Err(e) => SeedStatus::Error(crate::chain::error_chain(&e)),
+        },
     };
-    let _ = std::fs::create_dir_all(dir);
     let _ = std::fs::write(dir.join("source"), base);
     let _ = std::fs::write(dir.join("status"), status.render());
     reporter.event(&events::seed_fetched(base, &status.render()));
@@ -165,10 +168,6 @@ pub fn fetch_seed(reporter: &mut Reporter, base: &str, dir: &Path) -> SeedStatus
 
 fn fetch_seed_files(base: &str, dir: &Path) -> Result<bool, FetchError> {
     let base_url: HttpUrl = fetch::parse_url(base)?;
-    std::fs::create_dir_all(dir).map_err(|source| FetchError::Write {
-        url: base.to_string(),
-        source,
-    })?;
     for (i, name) in SEED_FILES.iter().enumerate() {
         let url = base_url.join(name);
         let mut open = || Ok(Vec::new());
@@ -191,6 +190,15 @@ fn fetch_seed_files(base: &str, dir: &Path) -> Result<bool, FetchError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fetches_exactly_what_discovery_reads() {
+        let mut fetched = SEED_FILES.to_vec();
+        let mut read = crate::discovery::NOCLOUD.paths();
+        fetched.sort_unstable();
+        read.sort_unstable();
+        assert_eq!(fetched, read);
+    }
 
     #[test]
     fn seed_status_round_trips() {

@@ -38,12 +38,7 @@ fn build(dir: &Path, spec: &str, out: &str) -> Result<PathBuf> {
         arch: Some(SpecArch::Aarch64),
         ..BuildOptions::default()
     })?;
-    report
-        .outputs
-        .iter()
-        .find(|o| o.0.extension().is_some_and(|e| e == "qcow2"))
-        .map(|o| o.0.clone())
-        .context("no qcow2 output")
+    common::output(&report, "qcow2")
 }
 
 /// Debian's arm64 busybox (from the .deb the first build cached) as an OCI archive.

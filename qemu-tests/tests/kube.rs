@@ -84,12 +84,7 @@ fn build(dir: &Path) -> Result<PathBuf> {
         quiet: true,
         ..Default::default()
     })?;
-    report
-        .outputs
-        .iter()
-        .find(|o| o.0.extension().is_some_and(|e| e == "qcow2"))
-        .map(|o| o.0.clone())
-        .context("no qcow2 output")
+    common::output(&report, "qcow2")
 }
 
 fn start(

@@ -4,7 +4,7 @@
 //! (`crate::netboot`); this provider reads what it left in `Env::net_seed_dir`: the
 //! files, or "absent" (404: a note, discovery goes on), or the error (broken).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::{self, Sources};
 
@@ -133,14 +133,19 @@ impl Provider for Cmdline {
             Seed::Dir(dir) => dir,
         };
         let origin = format!("nocloud:file://{}", dir.display());
-        let contents = NOCLOUD
-            .paths()
-            .iter()
-            .map(|p| env.files.read(&dir.join(p)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let sources = NOCLOUD.collect(contents, &origin)?;
-        Ok(Some(Found::new(sources, origin)))
+        read_seed(env, &dir, origin)
     }
+}
+
+/// The NoCloud files in `dir` (a `file://` seed, or what stage 1 fetched) as `origin`.
+fn read_seed(env: &Env, dir: &Path, origin: String) -> Result<Option<Found>, DiscoveryError> {
+    let contents = NOCLOUD
+        .paths()
+        .iter()
+        .map(|p| env.files.read(&dir.join(p)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sources = NOCLOUD.collect(contents, &origin)?;
+    Ok(Some(Found::new(sources, origin)))
 }
 
 /// The seed stage 1 fetched from `url` into `env.net_seed_dir`.
@@ -180,13 +185,7 @@ fn load_http(
         }
         SeedStatus::Error(why) => return Err(broken(why)),
     }
-    let contents = NOCLOUD
-        .paths()
-        .iter()
-        .map(|p| env.files.read(&dir.join(p)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let sources = NOCLOUD.collect(contents, &origin)?;
-    Ok(Some(Found::new(sources, origin)))
+    read_seed(env, dir, origin)
 }
 
 /// The last `ds=` value of a command line.

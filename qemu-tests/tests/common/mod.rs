@@ -61,15 +61,17 @@ pub fn build_node(dir: &Path, extra_packages: &[&str]) -> Result<(PathBuf, PathB
         quiet: true,
         ..BuildOptions::default()
     })?;
-    let find = |ext: &str| {
-        report
-            .outputs
-            .iter()
-            .find(|o| o.0.extension().is_some_and(|e| e == ext))
-            .map(|o| o.0.clone())
-            .with_context(|| format!("no .{ext} output"))
-    };
-    Ok((find("qcow2")?, find("raw")?))
+    Ok((output(&report, "qcow2")?, output(&report, "raw")?))
+}
+
+/// The output of a build whose file name ends in `.ext`.
+pub fn output(report: &pipeline::BuildReport, ext: &str) -> Result<PathBuf> {
+    report
+        .outputs
+        .iter()
+        .find(|o| o.0.extension().is_some_and(|e| e == ext))
+        .map(|o| o.0.clone())
+        .with_context(|| format!("no .{ext} output"))
 }
 
 /// A fresh qcow2 overlay at `path` backed by `base` (the base is never written).
