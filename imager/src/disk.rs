@@ -1,4 +1,4 @@
-//! Assembles the raw disk (GPT, ESP, root slot A) and converts it to the spec's formats.
+//! Assembles the raw disk (GPT or MBR, ESP, root slot A) and converts it to the spec's formats.
 //!
 //! Owns output naming (`<out>/<name>.raw`, `.qcow2`) and the write-to-temporary-then-rename
 //! rule: nothing appears at an output path unless the whole image was written.
@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use crate::esp::EspPlan;
 use crate::gpt;
 use crate::size::Size;
-use crate::spec::{Format, Spec};
+use crate::spec::{Format, Layout, Spec};
 
 /// Removes a temporary file unless disarmed, so failures leave nothing behind.
 struct TmpGuard(Option<PathBuf>);
@@ -55,7 +55,10 @@ fn write_raw(spec: &Spec, out: &Path, esp: EspPlan, root: &[u8]) -> Result<TmpGu
     let mut f = File::create(&tmp).with_context(|| format!("create {}", tmp.display()))?;
     f.set_len(plan.size)
         .with_context(|| format!("size {}", tmp.display()))?;
-    gpt::write(&plan, &mut f)?;
+    match spec.disk.layout {
+        Layout::Gpt => gpt::write(&plan, &mut f)?,
+        Layout::Mbr => crate::mbr::write(&plan, &spec.name, &mut f)?,
+    }
     esp.builder()?
         .write_to(&f, esp_part.offset, esp_part.size)?;
     f.write_all_at(root, root_part.offset)

@@ -34,9 +34,16 @@ pub fn console(arch: Arch) -> &'static str {
     }
 }
 
-/// The kernel command line of a slot: Kiln's own keys, the console, then the spec's extra.
-pub fn cmdline(arch: Arch, slot: char, extra: &str) -> String {
-    let mut c = format!("kiln.slot={slot} {} panic=10", console(arch));
+/// The kernel command line of a slot: Kiln's own keys (`disk_key` names an MBR disk, see
+/// [`crate::mbr::cmdline_key`]), the console, then the spec's extra.
+pub fn cmdline(arch: Arch, slot: char, disk_key: Option<&str>, extra: &str) -> String {
+    let mut c = format!("kiln.slot={slot} ");
+    if let Some(k) = disk_key {
+        c.push_str(k);
+        c.push(' ');
+    }
+    c.push_str(console(arch));
+    c.push_str(" panic=10");
     if !extra.trim().is_empty() {
         c.push(' ');
         c.push_str(extra.trim());
@@ -96,10 +103,14 @@ mod tests {
 
     #[test]
     fn entry_text() {
-        let c = cmdline(Arch::X86_64, 'a', " quiet ");
+        let c = cmdline(Arch::X86_64, 'a', None, " quiet ");
         assert_eq!(
             c,
             "kiln.slot=a console=tty0 console=ttyS0,115200 panic=10 quiet"
+        );
+        assert_eq!(
+            cmdline(Arch::Aarch64, 'a', Some("kiln.mbr=0a0b0c0d"), ""),
+            "kiln.slot=a kiln.mbr=0a0b0c0d console=tty0 console=ttyAMA0,115200 panic=10"
         );
         let e = entry("kiln-node", "6.12.0", &c, 'a');
         assert!(e.contains("linux /kiln/a/vmlinuz\ninitrd /kiln/a/initrd.img\n"));

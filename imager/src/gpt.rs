@@ -152,6 +152,7 @@ mod tests {
             size: Size(2 << 30),
             esp_size: Size(128 * MIB),
             root_size: Size(700 * MIB + 1),
+            layout: crate::spec::Layout::Gpt,
         };
         let p = plan(&d, Arch::X86_64, "node");
         let got: Vec<_> = p

@@ -19,6 +19,7 @@ pub mod initramfs;
 pub mod kconfig;
 pub mod kubernetes;
 pub mod lock;
+pub mod mbr;
 pub mod modules;
 pub mod pipeline;
 pub mod progress;

@@ -52,6 +52,10 @@ enum Cmd {
         /// Target architecture instead of the spec's `arch`: x86_64 or aarch64.
         #[arg(long, value_parser = kiln_imager::spec::Arch::parse)]
         arch: Option<kiln_imager::spec::Arch>,
+        /// Partition table instead of the spec's `disk.layout`: gpt, or mbr for boards whose
+        /// boot ROM reads only MBR (FAT boot partition first; disks up to 2 TiB).
+        #[arg(long, value_parser = kiln_imager::spec::Layout::parse)]
+        layout: Option<kiln_imager::spec::Layout>,
     },
     /// Make a cluster's secrets and node seeds (gen), or one more node (add).
     Cluster {
@@ -258,6 +262,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             quiet,
             format,
             arch,
+            layout,
         } => {
             let opts = BuildOptions {
                 spec,
@@ -270,6 +275,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 quiet,
                 formats: (!format.is_empty()).then_some(format),
                 arch,
+                layout,
             };
             let r = pipeline::build(&opts)?;
             println!(

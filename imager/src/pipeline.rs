@@ -33,6 +33,8 @@ pub struct BuildOptions {
     pub formats: Option<Vec<spec::Format>>,
     /// `--arch`: replaces the spec's `arch` when given.
     pub arch: Option<spec::Arch>,
+    /// `--layout`: replaces the spec's `disk.layout` when given.
+    pub layout: Option<spec::Layout>,
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +189,10 @@ fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
         spec.formats = formats.clone();
     }
     spec.for_arch(opts.arch);
+    if let Some(layout) = opts.layout {
+        spec.disk.layout = layout;
+        spec::validate_layout(&spec.disk).map_err(|e| anyhow::anyhow!("--layout: {e}"))?;
+    }
     let lock_path = opts.lock.clone().unwrap_or(default_lock);
     check_out_dir(&opts.out)?;
     let init = init_bytes(opts, &spec)?;
@@ -310,10 +316,12 @@ fn build_inner(opts: &BuildOptions) -> Result<BuildReport> {
     }
     if spec.formats.iter().any(|f| f.is_disk()) {
         p.phase("disk");
+        let disk_key =
+            (spec.disk.layout == spec::Layout::Mbr).then(|| crate::mbr::cmdline_key(&spec.name));
         let entry_text = crate::esp::entry(
             &spec.name,
             &release,
-            &crate::esp::cmdline(spec.arch, 'a', &spec.cmdline),
+            &crate::esp::cmdline(spec.arch, 'a', disk_key.as_deref(), &spec.cmdline),
             'a',
         );
         let esp = crate::esp::plan(loader, spec.arch, entry_text, kernel_image, initrd.bytes);

@@ -81,6 +81,27 @@ impl Format {
     }
 }
 
+/// The partition table: GPT (the default) or MBR for boards whose boot ROM reads only MBR
+/// (Raspberry Pi-style: the FAT boot partition first). Same partitions and offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    #[default]
+    Gpt,
+    Mbr,
+}
+
+impl Layout {
+    /// Parses a `--layout` value.
+    pub fn parse(s: &str) -> Result<Layout, String> {
+        match s {
+            "gpt" => Ok(Layout::Gpt),
+            "mbr" => Ok(Layout::Mbr),
+            other => Err(format!("unknown layout {other:?}: expected gpt or mbr")),
+        }
+    }
+}
+
 impl Spec {
     /// Sets the architecture (from `--arch`) and expands `{arch}` in package names to its
     /// Debian name (`linux-image-{arch}` → `linux-image-arm64`).
@@ -157,6 +178,9 @@ pub struct Disk {
     pub esp_size: Size,
     #[serde(default = "default_root_size")]
     pub root_size: Size,
+    /// Partition table: `gpt` (default) or `mbr`.
+    #[serde(default)]
+    pub layout: Layout,
 }
 
 impl Default for Disk {
@@ -165,6 +189,7 @@ impl Default for Disk {
             size: default_disk_size(),
             esp_size: default_esp_size(),
             root_size: default_root_size(),
+            layout: Layout::Gpt,
         }
     }
 }
@@ -259,6 +284,17 @@ fn validate(spec: &Spec) -> Result<(), String> {
             Size(fixed)
         ));
     }
+    validate_layout(d)
+}
+
+/// MBR counts sectors in 32 bits: with 512-byte sectors no partition may end past 2 TiB.
+pub fn validate_layout(d: &Disk) -> Result<(), String> {
+    if d.layout == Layout::Mbr && d.size.0 > crate::mbr::MAX_DISK_BYTES {
+        return Err(format!(
+            "disk.size {} is too large for layout mbr (MBR addresses at most 2 TiB); use layout gpt",
+            d.size
+        ));
+    }
     Ok(())
 }
 
@@ -347,10 +383,33 @@ mod tests {
                     message: "artifact /x: sha256 must be 64 hex digits".into(),
                 },
             ),
+            (
+                "name = \"n\"\n[debian]\npackages = [\"a\"]\n[disk]\nsize = \"3TiB\"\nlayout = \"mbr\"\n",
+                SpecError::Invalid {
+                    origin: "t".into(),
+                    message: "disk.size 3072GiB is too large for layout mbr (MBR addresses at most 2 TiB); use layout gpt".into(),
+                },
+            ),
         ];
         for (text, want) in cases {
             assert_eq!(&parse(text, "t").unwrap_err(), want, "input: {text}");
         }
+    }
+
+    #[test]
+    fn layout() {
+        let s = parse(&format!("{MIN}[disk]\nlayout = \"mbr\"\n"), "t").unwrap();
+        assert_eq!(s.disk.layout, Layout::Mbr);
+        assert_eq!(parse(MIN, "t").unwrap().disk.layout, Layout::Gpt);
+        let e = parse(&format!("{MIN}[disk]\nlayout = \"apm\"\n"), "t").unwrap_err();
+        assert!(
+            e.to_string().starts_with("t:5:10: unknown variant `apm`"),
+            "{e}"
+        );
+        assert_eq!(Layout::parse("mbr"), Ok(Layout::Mbr));
+        assert!(Layout::parse("dos")
+            .unwrap_err()
+            .contains("expected gpt or mbr"));
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Finding a GPT partition by name without udev: scan /sys/class/block/*/uevent for
 //! `PARTNAME=` and wait for its /dev node, polling because disks appear asynchronously.
+//! MBR has no names: on the MBR disk named by `kiln.mbr=<signature>` partitions 1–4 take
+//! Kiln's names by number ([`MBR_NAMES`], the imager's `mbr` layout).
 //!
 //! Owns reading sysfs and checking device nodes under roots passed in by the caller (so
 //! tests use a temp dir). It does not mount anything.
 
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -25,12 +28,16 @@ pub enum BlockError {
     },
 }
 
+/// Kiln's partition names by MBR partition number (1-based), as the imager lays them out.
+pub const MBR_NAMES: [&str; 4] = ["EFI", "KILN-ROOT-A", "KILN-ROOT-B", "KILN-STATE"];
+
 /// The uevent keys we use; others are ignored.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Uevent {
     pub devname: Option<String>,
     pub devtype: Option<String>,
     pub partname: Option<String>,
+    pub partn: Option<u32>,
 }
 
 /// Parses a sysfs `uevent` file (`KEY=VALUE` lines).
@@ -45,6 +52,7 @@ pub fn parse_uevent(text: &str) -> Uevent {
             "DEVNAME" => uevent.devname = value,
             "DEVTYPE" => uevent.devtype = value,
             "PARTNAME" => uevent.partname = value,
+            "PARTN" => uevent.partn = value.and_then(|v| v.parse().ok()),
             _ => {}
         }
     }
@@ -59,10 +67,54 @@ pub struct Partition {
     pub node: PathBuf,
 }
 
-/// Every named partition under `sys_root/class/block`, sorted by kernel name. A missing
-/// class directory means "none yet"; unreadable uevent files (devices going away) are
-/// skipped.
-pub fn named_partitions(sys_root: &Path, dev_root: &Path) -> Result<Vec<Partition>, BlockError> {
+/// The disk signature of an MBR (bytes 440..444 of sector 0), or None for anything else
+/// (no boot signature, a GPT's protective MBR, unreadable).
+fn mbr_signature(disk: &Path) -> Option<u32> {
+    use std::io::Read;
+    let mut sector = [0u8; 512];
+    std::fs::File::open(disk)
+        .ok()?
+        .read_exact(&mut sector)
+        .ok()?;
+    let protective = sector[446 + 4] == 0xEE;
+    if sector[510..512] != [0x55, 0xAA] || protective {
+        return None;
+    }
+    Some(u32::from_le_bytes([
+        sector[440],
+        sector[441],
+        sector[442],
+        sector[443],
+    ]))
+}
+
+/// Kiln's name of an unnamed partition: its number on the MBR disk signed `mbr`.
+fn mbr_name(
+    sys_root: &Path,
+    dev_root: &Path,
+    part: &str,
+    partn: u32,
+    mbr: u32,
+    disks: &mut HashMap<String, Option<u32>>,
+) -> Option<String> {
+    let name = *MBR_NAMES.get(usize::try_from(partn).ok()?.checked_sub(1)?)?;
+    // /sys/class/block/vda2 links to .../block/vda/vda2: the parent is the disk.
+    let parent = std::fs::canonicalize(sys_root.join("class/block").join(part).join("..")).ok()?;
+    let disk = parent.file_name()?.to_string_lossy().into_owned();
+    let sig = *disks
+        .entry(disk)
+        .or_insert_with_key(|d| mbr_signature(&dev_root.join(d)));
+    (sig == Some(mbr)).then(|| name.to_string())
+}
+
+/// Every named partition under `sys_root/class/block`, sorted by kernel name; with `mbr`
+/// (`kiln.mbr=`), that MBR disk's partitions by number too. A missing class directory
+/// means "none yet"; unreadable uevent files (devices going away) are skipped.
+pub fn named_partitions(
+    sys_root: &Path,
+    dev_root: &Path,
+    mbr: Option<u32>,
+) -> Result<Vec<Partition>, BlockError> {
     let dir = sys_root.join("class/block");
     let entries = match std::fs::read_dir(&dir) {
         Ok(entries) => entries,
@@ -70,12 +122,22 @@ pub fn named_partitions(sys_root: &Path, dev_root: &Path) -> Result<Vec<Partitio
         Err(source) => return Err(BlockError::ReadDir { path: dir, source }),
     };
     let mut found = Vec::new();
+    let mut disks = HashMap::new();
     for entry in entries.flatten() {
         let Ok(text) = std::fs::read_to_string(entry.path().join("uevent")) else {
             continue;
         };
         let uevent = parse_uevent(&text);
-        if let (Some(devname), Some(partname)) = (uevent.devname, uevent.partname) {
+        let partname = match (&uevent.devname, uevent.partname, uevent.partn, mbr) {
+            (_, Some(name), _, _) => Some(name),
+            (Some(dev), None, Some(n), Some(sig))
+                if uevent.devtype.as_deref() == Some("partition") =>
+            {
+                mbr_name(sys_root, dev_root, dev, n, sig, &mut disks)
+            }
+            _ => None,
+        };
+        if let (Some(devname), Some(partname)) = (uevent.devname, partname) {
             let node = dev_root.join(&devname);
             found.push(Partition {
                 devname,
@@ -100,9 +162,10 @@ pub struct Found {
 pub fn find_partition(
     sys_root: &Path,
     dev_root: &Path,
+    mbr: Option<u32>,
     partname: &str,
 ) -> Result<Option<Found>, BlockError> {
-    let all = named_partitions(sys_root, dev_root)?;
+    let all = named_partitions(sys_root, dev_root, mbr)?;
     let mut matching = all.into_iter().filter(|p| p.partname == partname);
     let Some(first) = matching.next() else {
         return Ok(None);
@@ -120,20 +183,21 @@ pub fn find_partition(
 pub fn wait_for_partition(
     sys_root: &Path,
     dev_root: &Path,
+    mbr: Option<u32>,
     partname: &str,
     timeout: Duration,
     interval: Duration,
 ) -> Result<Found, BlockError> {
     let start = Instant::now();
     loop {
-        if let Some(found) = find_partition(sys_root, dev_root, partname)? {
+        if let Some(found) = find_partition(sys_root, dev_root, mbr, partname)? {
             return Ok(found);
         }
         if start.elapsed() >= timeout {
             return Err(BlockError::Timeout {
                 partname: partname.to_string(),
                 secs: timeout.as_secs(),
-                seen: seen_summary(sys_root, dev_root),
+                seen: seen_summary(sys_root, dev_root, mbr),
             });
         }
         std::thread::sleep(interval);
@@ -141,8 +205,8 @@ pub fn wait_for_partition(
 }
 
 /// `vda1=EFI, vda2=KILN-ROOT-A` (or `none`), for the timeout message.
-fn seen_summary(sys_root: &Path, dev_root: &Path) -> String {
-    let parts = named_partitions(sys_root, dev_root).unwrap_or_default();
+fn seen_summary(sys_root: &Path, dev_root: &Path, mbr: Option<u32>) -> String {
+    let parts = named_partitions(sys_root, dev_root, mbr).unwrap_or_default();
     if parts.is_empty() {
         return "none".to_string();
     }
@@ -175,6 +239,7 @@ mod tests {
                     devname: Some("vda2".into()),
                     devtype: Some("partition".into()),
                     partname: Some("KILN-ROOT-A".into()),
+                    partn: Some(2),
                 },
             ),
             (
@@ -183,6 +248,7 @@ mod tests {
                     devname: Some("vda".into()),
                     devtype: Some("disk".into()),
                     partname: None,
+                    partn: None,
                 },
             ),
             ("PARTNAME=a=b\ngarbage line\n", Uevent {
@@ -219,7 +285,7 @@ mod tests {
 
     fn lookup(tmp: &TempDir, partname: &str) -> Result<Found, BlockError> {
         let (sys, dev) = (tmp.path().join("sys"), tmp.path().join("dev"));
-        wait_for_partition(&sys, &dev, partname, Duration::ZERO, Duration::ZERO)
+        wait_for_partition(&sys, &dev, None, partname, Duration::ZERO, Duration::ZERO)
     }
 
     #[test]
@@ -269,10 +335,80 @@ mod tests {
         }
     }
 
+    /// A kernel-shaped MBR disk `disk` with partitions 1..=`parts` (no PARTNAME) and
+    /// sector 0 carrying `sig` (`protective`: a GPT's 0xEE entry instead).
+    fn fake_mbr_disk(tmp: &TempDir, disk: &str, parts: u32, sig: u32, protective: bool) {
+        let dir = format!("sys/devices/virtio/block/{disk}");
+        tmp.write(
+            &format!("{dir}/uevent"),
+            &format!(
+                "DEVNAME={disk}
+DEVTYPE=disk
+"
+            ),
+        );
+        let class = tmp.path().join("sys/class/block");
+        std::fs::create_dir_all(&class).unwrap();
+        let target = format!("../../devices/virtio/block/{disk}");
+        std::os::unix::fs::symlink(&target, class.join(disk)).unwrap();
+        for n in 1..=parts {
+            let part = format!("{disk}{n}");
+            let uevent = format!("DEVNAME={part}\nDEVTYPE=partition\nPARTN={n}\n");
+            tmp.write(&format!("{dir}/{part}/uevent"), &uevent);
+            std::os::unix::fs::symlink(format!("{target}/{part}"), class.join(&part)).unwrap();
+            tmp.write(&format!("dev/{part}"), "");
+        }
+        let mut sector = vec![0u8; 512];
+        sector[440..444].copy_from_slice(&sig.to_le_bytes());
+        sector[450] = if protective { 0xEE } else { 0x0C };
+        sector[510..512].copy_from_slice(&[0x55, 0xAA]);
+        std::fs::write(tmp.path().join("dev").join(disk), sector).unwrap();
+    }
+
+    #[test]
+    fn names_partitions_of_the_mbr_disk_by_number() {
+        let tmp = TempDir::new("blockdev-mbr");
+        fake_mbr_disk(&tmp, "vda", 5, 0xdeadbeef, false);
+        fake_mbr_disk(&tmp, "vdb", 4, 0x01020304, false);
+        fake_mbr_disk(&tmp, "vdc", 4, 0xdeadbeef, true);
+        let (sys, dev) = (tmp.path().join("sys"), tmp.path().join("dev"));
+        let names = |mbr| -> Vec<(String, String)> {
+            let got = named_partitions(&sys, &dev, mbr).unwrap();
+            got.into_iter().map(|p| (p.devname, p.partname)).collect()
+        };
+        let want: Vec<(String, String)> = [
+            ("vda1", "EFI"),
+            ("vda2", "KILN-ROOT-A"),
+            ("vda3", "KILN-ROOT-B"),
+            ("vda4", "KILN-STATE"),
+        ]
+        .iter()
+        .map(|(d, n)| (d.to_string(), n.to_string()))
+        .collect();
+        // Only the disk with that signature; not vda5, not a protective MBR, not vdb.
+        assert_eq!(names(Some(0xdeadbeef)), want);
+        assert!(names(None).is_empty());
+        assert!(names(Some(0x0a0a0a0a)).is_empty());
+        let found = find_partition(&sys, &dev, Some(0x01020304), "KILN-STATE").unwrap();
+        assert_eq!(found.unwrap().partition.devname, "vdb4");
+        let err = wait_for_partition(
+            &sys,
+            &dev,
+            Some(7),
+            "KILN-ROOT-A",
+            Duration::ZERO,
+            Duration::ZERO,
+        );
+        assert!(
+            matches!(err, Err(BlockError::Timeout { ref seen, .. }) if seen == "none"),
+            "{err:?}"
+        );
+    }
+
     #[test]
     fn missing_sysfs_class_is_empty_not_an_error() {
         let tmp = TempDir::new("blockdev-empty");
-        let got = named_partitions(&tmp.path().join("sys"), &tmp.path().join("dev")).unwrap();
+        let got = named_partitions(&tmp.path().join("sys"), &tmp.path().join("dev"), None).unwrap();
         assert!(got.is_empty());
     }
 
@@ -280,7 +416,7 @@ mod tests {
     fn unreadable_class_dir_is_an_error() {
         let tmp = TempDir::new("blockdev-file");
         tmp.write("sys/class/block", "not a directory");
-        let got = named_partitions(&tmp.path().join("sys"), &tmp.path().join("dev"));
+        let got = named_partitions(&tmp.path().join("sys"), &tmp.path().join("dev"), None);
         assert!(matches!(got, Err(BlockError::ReadDir { .. })), "{got:?}");
     }
 }

@@ -15,6 +15,8 @@ pub enum CmdlineError {
     InvalidDigest(String),
     #[error("kiln.root={0} needs kiln.root.sha256=<hex> (a root fetched over the network is only used when its digest matches)")]
     MissingDigest(String),
+    #[error("kiln.mbr={0:?} is not an MBR disk signature (8 hex digits)")]
+    InvalidMbr(String),
     #[error("no root given: neither kiln.slot nor kiln.root is set")]
     MissingRoot,
 }
@@ -53,6 +55,9 @@ pub struct KernelArgs {
     pub root_url: Option<String>,
     /// `kiln.root.sha256=`: lower-case hex digest the downloaded root must have.
     pub root_sha256: Option<String>,
+    /// `kiln.mbr=`: the signature of the MBR disk whose partitions 1–4 carry Kiln's
+    /// partition names (MBR has none of its own); see `blockdev::MBR_NAMES`.
+    pub mbr_disk: Option<u32>,
     pub debug: bool,
 }
 
@@ -111,6 +116,7 @@ pub fn parse(cmdline: &str) -> Result<KernelArgs, CmdlineError> {
                 }
             }
             "kiln.root.sha256" => args.root_sha256 = Some(parse_digest(value.unwrap_or(""))?),
+            "kiln.mbr" => args.mbr_disk = Some(parse_mbr(value.unwrap_or(""))?),
             "kiln.debug" => args.debug = !matches!(value, Some("0" | "no" | "false" | "off")),
             _ => {}
         }
@@ -130,6 +136,14 @@ fn parse_root(value: &str) -> Result<String, CmdlineError> {
     match value.strip_prefix("PARTLABEL=") {
         Some(name) if !name.is_empty() => Ok(name.to_string()),
         _ => Err(CmdlineError::UnsupportedRoot(value.to_string())),
+    }
+}
+
+fn parse_mbr(value: &str) -> Result<u32, CmdlineError> {
+    let hex = value.strip_prefix("0x").unwrap_or(value);
+    match u32::from_str_radix(hex, 16) {
+        Ok(v) if hex.len() == 8 => Ok(v),
+        _ => Err(CmdlineError::InvalidMbr(value.to_string())),
     }
 }
 
@@ -240,6 +254,12 @@ mod tests {
                 "kiln.root.sha256=zz",
                 CmdlineError::InvalidDigest("zz".into()),
             ),
+            ("kiln.mbr=abc", CmdlineError::InvalidMbr("abc".into())),
+            (
+                "kiln.mbr=0a0b0c0g",
+                CmdlineError::InvalidMbr("0a0b0c0g".into()),
+            ),
+            ("kiln.mbr", CmdlineError::InvalidMbr(String::new())),
         ];
         for (line, want) in cases {
             assert_eq!(parse(line).as_ref(), Err(want), "cmdline {line:?}");
@@ -285,6 +305,19 @@ mod tests {
             parse("kiln.slot=a").unwrap().root(),
             Ok(Root::Partition("KILN-ROOT-A"))
         );
+    }
+
+    #[test]
+    fn mbr_disk_signature() {
+        assert_eq!(
+            parse("kiln.mbr=0a0B0c0d").unwrap().mbr_disk,
+            Some(0x0a0b0c0d)
+        );
+        assert_eq!(
+            parse("kiln.mbr=0xdeadbeef").unwrap().mbr_disk,
+            Some(0xdeadbeef)
+        );
+        assert_eq!(parse("kiln.slot=a").unwrap().mbr_disk, None);
     }
 
     #[test]

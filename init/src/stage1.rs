@@ -91,7 +91,10 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage1Error> {
         None
     };
     let (device, name) = match root {
-        Root::Partition(partname) => (mount_root(reporter, &mut mounter, partname)?, partname),
+        Root::Partition(partname) => (
+            mount_root(reporter, &mut mounter, args.mbr_disk, partname)?,
+            partname,
+        ),
         Root::Http { url, sha256 } => {
             let attached =
                 crate::netboot::fetch_root(reporter, url, sha256).map_err(Stage1Error::NetRoot)?;
@@ -151,17 +154,19 @@ fn load_modules(reporter: &mut Reporter) -> Result<(), Stage1Error> {
     Ok(())
 }
 
-/// Waits for the partition named `partname` and mounts it read-only on /newroot;
-/// returns the device node path.
+/// Waits for the partition named `partname` (on an MBR disk: see `blockdev::MBR_NAMES`)
+/// and mounts it read-only on /newroot; returns the device node path.
 fn mount_root(
     reporter: &mut Reporter,
     mounter: &mut SysMounter,
+    mbr_disk: Option<u32>,
     partname: &str,
 ) -> Result<String, Stage1Error> {
     reporter.info(&format!("waiting for partition {partname}"));
     let found = blockdev::wait_for_partition(
         Path::new("/sys"),
         Path::new("/dev"),
+        mbr_disk,
         partname,
         ROOT_TIMEOUT,
         ROOT_POLL,

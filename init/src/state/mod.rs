@@ -12,6 +12,7 @@ pub mod gpt;
 pub mod host;
 pub mod layout;
 pub mod locate;
+pub mod mbr;
 pub mod plan;
 
 use std::io::{self, Read, Seek, SeekFrom};
@@ -43,6 +44,8 @@ pub enum StateError {
     Open(PathBuf, #[source] io::Error),
     #[error("partition table of {0}")]
     Gpt(PathBuf, #[source] gpt::GptError),
+    #[error("MBR of {0}")]
+    Mbr(PathBuf, #[source] io::Error),
     #[error("plan growing partition {1} of {0}")]
     Plan(PathBuf, u32, #[source] plan::PlanError),
     #[error("tell the kernel partition {number} of {disk} grew (BLKRRPART also failed: {rrpart})")]
@@ -81,6 +84,8 @@ pub struct Env<'a> {
     pub dev_root: PathBuf,
     /// Where the overlaid directories are checked for existence (`/`).
     pub root_dir: PathBuf,
+    /// `kiln.mbr=`: the MBR disk whose partitions are named by number.
+    pub mbr_disk: Option<u32>,
     pub disks: &'a mut dyn Disks,
     pub runner: &'a mut dyn Runner,
     pub kernel: &'a mut dyn Kernel,
@@ -103,6 +108,10 @@ impl SysHost {
             sys_root: "/sys".into(),
             dev_root: "/dev".into(),
             root_dir: "/".into(),
+            mbr_disk: std::fs::read_to_string("/proc/cmdline")
+                .ok()
+                .and_then(|c| crate::cmdline::parse(&c).ok())
+                .and_then(|a| a.mbr_disk),
             disks: &mut self.disks,
             runner: &mut self.runner,
             kernel: &mut self.kernel,
@@ -143,9 +152,14 @@ pub fn unavailable_event(reason: &str) -> Event {
 
 /// Finds, grows, checks or formats, and mounts STATE; then the overlays.
 pub fn prepare(env: &mut Env) -> Result<StateOutcome, StateError> {
-    let found = blockdev::find_partition(&env.sys_root, &env.dev_root, plan::STATE_PARTNAME)
-        .map_err(StateError::Find)?
-        .ok_or(StateError::NotFound)?;
+    let found = blockdev::find_partition(
+        &env.sys_root,
+        &env.dev_root,
+        env.mbr_disk,
+        plan::STATE_PARTNAME,
+    )
+    .map_err(StateError::Find)?
+    .ok_or(StateError::NotFound)?;
     let loc = locate::locate(&env.sys_root, &env.dev_root, &found.partition.devname)?;
     let device = loc.part_node.display().to_string();
     let (old_bytes, bytes) = grow(env, &loc)?;
@@ -212,13 +226,23 @@ fn grow(env: &mut Env, loc: &Located) -> Result<(u64, u64), StateError> {
         .open(disk_path, true)
         .map_err(|e| StateError::Open(disk_path.clone(), e))?;
     let gpt_err = |e| StateError::Gpt(disk_path.clone(), e);
-    let mut table = gpt::read(disk.as_mut(), loc.sector_size).map_err(gpt_err)?;
-    let facts = gpt::facts(&table);
-    let p = plan::plan(loc.disk_bytes, &facts, loc.number)
-        .map_err(|e| StateError::Plan(disk_path.clone(), loc.number, e))?;
-    if p.rewrite() {
-        gpt::apply(disk.as_mut(), &mut table, &p).map_err(gpt_err)?;
-    }
+    let mbr_err = |e| StateError::Mbr(disk_path.clone(), e);
+    let plan_err = |e| StateError::Plan(disk_path.clone(), loc.number, e);
+    let sector0 = mbr::read_sector0(disk.as_mut()).map_err(mbr_err)?;
+    let p = if let Some(entries) = mbr::entries(&sector0) {
+        let p =
+            mbr::plan(loc.disk_bytes, loc.sector_size, &entries, loc.number).map_err(plan_err)?;
+        mbr::apply(disk.as_mut(), &p).map_err(mbr_err)?;
+        p
+    } else {
+        let mut table = gpt::read(disk.as_mut(), loc.sector_size).map_err(gpt_err)?;
+        let facts = gpt::facts(&table);
+        let p = plan::plan(loc.disk_bytes, &facts, loc.number).map_err(plan_err)?;
+        if p.rewrite() {
+            gpt::apply(disk.as_mut(), &mut table, &p).map_err(gpt_err)?;
+        }
+        p
+    };
     drop(disk);
     if before == p.final_bytes {
         return Ok((before, before));

@@ -195,6 +195,7 @@ impl World {
             sys_root: self.tmp.path().join("sys"),
             dev_root: self.tmp.path().join("dev"),
             root_dir: self.tmp.path().join("root"),
+            mbr_disk: None,
             disks: &mut self.disks,
             runner: &mut self.runner,
             kernel: &mut self.kernel,
