@@ -21,10 +21,13 @@ fn main() {
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default());
     let mut code = String::new();
     overlay(&root.join("overlays/base"), &mut code);
-    for (name, init) in [
-        ("INIT_X86_64", init_x86_64(&root)),
-        ("INIT_AARCH64", init_aarch64(&root)),
-    ] {
+    // Both inits at once: each nested build ends in a single-threaded (LTO) link.
+    let (x86_64, aarch64) = std::thread::scope(|s| {
+        let arm = s.spawn(|| init_aarch64(&root));
+        let x86 = init_x86_64(&root);
+        (x86, arm.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    });
+    for (name, init) in [("INIT_X86_64", x86_64), ("INIT_AARCH64", aarch64)] {
         match init {
             Some(p) => writeln!(
                 code,
