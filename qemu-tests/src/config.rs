@@ -16,7 +16,7 @@ pub const EVENT_PORT: &str = "kiln.events";
 pub struct VmConfig {
     /// Names the artifact directory (`<target>/qemu-tests/<name>-<unix-ms>/`).
     pub name: String,
-    /// Guest architecture; only `X86_64` is exercised today.
+    /// Guest architecture (`Aarch64`: `-M virt -cpu cortex-a57` with AAVMF).
     pub arch: Arch,
     /// Boot disk (GPT image), attached as virtio-blk; `None` boots firmware only.
     pub disk: Option<PathBuf>,

@@ -161,6 +161,8 @@ pub struct DumpedPartition {
     pub type_guid: String,
     pub uuid: String,
     pub name: String,
+    /// MBR only: the active flag (`bootable`).
+    pub bootable: bool,
 }
 
 /// The parts of an `sfdisk -d` dump the tests compare with a disk plan.
@@ -174,7 +176,8 @@ pub struct SfdiskDump {
 }
 
 /// Parses the text `sfdisk -d` prints (header `key: value` lines, then one
-/// `<dev> : start=…, size=…, type=…, uuid=…, name="…"` line per partition).
+/// `<dev> : start=…, size=…, type=…, uuid=…, name="…"` line per partition; an MBR's lines
+/// carry a hex type and maybe `bootable`).
 pub fn parse_sfdisk_dump(text: &str) -> Result<SfdiskDump> {
     let mut dump = SfdiskDump::default();
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -209,8 +212,13 @@ fn parse_partition(fields: &str) -> Result<DumpedPartition> {
         type_guid: String::new(),
         uuid: String::new(),
         name: String::new(),
+        bootable: false,
     };
     for field in fields.split(", ") {
+        if field.trim() == "bootable" {
+            p.bootable = true;
+            continue;
+        }
         let Some((key, value)) = field.split_once('=') else {
             bail!("unexpected sfdisk field {field:?}");
         };
@@ -256,9 +264,24 @@ mod tests {
                 type_guid: "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709".into(),
                 uuid: "25E11790-2A9A-4578-BBA6-8FDAC5BBE56E".into(),
                 name: "KILN-ROOT-A".into(),
+                bootable: false,
             }
         );
         assert_eq!(dump.partitions.len(), 2);
+        let mbr = "label: dos\nlabel-id: 0x304df566\ndevice: d.raw\nunit: sectors\n\n\
+            d.raw1 : start=        2048, size=      262144, type=c, bootable\n\
+            d.raw2 : start=      264192, size=     1572864, type=83\n";
+        let dump = parse_sfdisk_dump(mbr).unwrap();
+        assert_eq!(
+            (dump.label.as_str(), dump.label_id.as_str()),
+            ("dos", "0x304df566")
+        );
+        let p: Vec<_> = dump
+            .partitions
+            .iter()
+            .map(|p| (p.type_guid.as_str(), p.bootable))
+            .collect();
+        assert_eq!(p, [("c", true), ("83", false)]);
         let err = parse_sfdisk_dump("garbage").unwrap_err().to_string();
         assert_eq!(err, "unexpected sfdisk line \"garbage\"");
     }

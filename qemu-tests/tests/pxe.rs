@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Result};
 use kiln_imager::pipeline::{self, BuildOptions};
-use kiln_imager::pxe::{self, Config, Server};
 use kiln_imager::spec::Format;
 use qemu_tests::{require_qemu, Arch, Vm, VmConfig};
 
 mod common;
+use common::pxe::{check_bundle, check_node, check_server_log, serve, tftp_dir, write_seed};
 use common::{d, events_named};
 
 const BOOT: Duration = Duration::from_secs(420);
@@ -28,52 +28,19 @@ const MACS: [&str; 3] = [
     "52:54:00:a0:00:03",
 ];
 const BAD_MAC: &str = "52:54:00:a0:00:09";
-
-/// Per-MAC seed folders (the dash spelling iPXE's `${mac:hexhyp}` produces).
-fn write_seeds(dir: &Path) -> Result<()> {
-    for (i, mac) in MACS.iter().enumerate() {
-        let node = dir.join(mac.replace(':', "-"));
-        std::fs::create_dir_all(&node)?;
-        let host = format!("pxe-{}", i + 1);
-        std::fs::write(
-            node.join("meta-data"),
-            format!("instance-id: {host}\nlocal-hostname: {host}\n"),
-        )?;
-        std::fs::write(
-            node.join("user-data"),
-            "#cloud-config\nruncmd:\n  - echo kiln-pxe-host=$(busybox cat /proc/sys/kernel/hostname) > /dev/console\n",
-        )?;
-    }
-    Ok(())
-}
-
-/// The TFTP folder QEMU serves: the script iPXE gets as DHCP boot file.
-fn tftp_dir(dir: &Path, port: u16) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    std::fs::write(
-        dir.join("chain.ipxe"),
-        format!("#!ipxe\nset kiln-base http://10.0.2.2:{port}/\nchain ${{kiln-base}}boot.ipxe\n"),
-    )?;
-    Ok(dir.to_path_buf())
-}
+/// The script iPXE gets as DHCP boot file.
+const CHAIN: &str = "chain.ipxe";
 
 fn start_vm(name: &str, mac: &str, tftp: &Path) -> Result<Vm> {
     let mut cfg = VmConfig::firmware_only(name);
     cfg.bios = true;
     cfg.memory_mib = 1536;
     cfg.nic = Some(format!(
-        "user,model=virtio-net-pci,mac={mac},tftp={},bootfile=chain.ipxe",
+        "user,model=virtio-net-pci,mac={mac},tftp={},bootfile={CHAIN}",
         d(tftp)
     ));
     cfg.extra_args = vec!["-boot".into(), "n".into()];
     Vm::start(cfg)
-}
-
-fn serve(dir: &Path, seeds: Option<&Path>, log: Arc<Mutex<Vec<String>>>) -> Result<pxe::Handle> {
-    let mut config = Config::new(dir, "127.0.0.1:0".parse()?);
-    config.seeds = seeds.map(Path::to_path_buf);
-    config.log = Arc::new(move |line: &str| log.lock().unwrap().push(line.to_string()));
-    Ok(Server::bind(config)?.spawn()?)
 }
 
 /// Polls `vms` until each has sent `ready` (or a `fatal`, an error); returns the host
@@ -111,7 +78,7 @@ fn pxe_bench() -> Result<()> {
     let work = qemu_tests::image::target_dir().join("qemu-tests/pxe-bench");
     let _ = std::fs::remove_dir_all(&work);
     let server = serve(&bundle, None, Arc::new(Mutex::new(Vec::new())))?;
-    let tftp = tftp_dir(&work.join("tftp"), server.local_addr().port())?;
+    let tftp = tftp_dir(&work.join("tftp"), server.local_addr().port(), CHAIN, false)?;
     let mut runs = Vec::new();
     let mut accel = String::new();
     for n in [1usize, 3] {
@@ -187,22 +154,7 @@ fn pxe_boots_three_nodes_from_one_server() -> Result<()> {
         !bundle.join("kiln.raw").exists() && !bundle.join("kiln.qcow2").exists(),
         "--format pxe wrote a disk image"
     );
-    // coreutils checks the manifest; the script carries the root's digest.
-    let out = std::process::Command::new("sha256sum")
-        .args(["--check", "--strict", "SHA256SUMS"])
-        .current_dir(&bundle)
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "sha256sum -c: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let root_sha = qemu_tests::image::sha256(&bundle.join("root.squashfs"))?;
-    let script = std::fs::read_to_string(bundle.join("boot.ipxe"))?;
-    ensure!(
-        script.contains(&format!("kiln.root.sha256={root_sha}")),
-        "{script}"
-    );
+    let root_sha = check_bundle(&bundle)?;
 
     // A second bundle, identical but for one flipped byte in the middle of the root.
     let bad = work.join("bad-bundle");
@@ -216,13 +168,20 @@ fn pxe_boots_three_nodes_from_one_server() -> Result<()> {
     std::fs::write(bad.join("root.squashfs"), root)?;
 
     let seeds = work.join("seeds");
-    write_seeds(&seeds)?;
+    for (i, mac) in MACS.iter().enumerate() {
+        write_seed(&seeds, mac, &format!("pxe-{}", i + 1))?;
+    }
     let log = Arc::new(Mutex::new(Vec::new()));
     let server = serve(&bundle, Some(&seeds), log.clone())?;
     let bad_log = Arc::new(Mutex::new(Vec::new()));
     let bad_server = serve(&bad, None, bad_log.clone())?;
-    let tftp = tftp_dir(&work.join("tftp"), server.local_addr().port())?;
-    let bad_tftp = tftp_dir(&work.join("bad-tftp"), bad_server.local_addr().port())?;
+    let tftp = tftp_dir(&work.join("tftp"), server.local_addr().port(), CHAIN, false)?;
+    let bad_tftp = tftp_dir(
+        &work.join("bad-tftp"),
+        bad_server.local_addr().port(),
+        CHAIN,
+        false,
+    )?;
 
     let mut vms = Vec::new();
     for (i, mac) in MACS.iter().enumerate() {
@@ -252,50 +211,12 @@ fn pxe_boots_three_nodes_from_one_server() -> Result<()> {
     for (i, vm) in vms.iter_mut().enumerate() {
         let host = format!("pxe-{}", i + 1);
         vm.wait_console(&format!("kiln-pxe-host={host}"), Duration::from_secs(120))?;
-        let events = vm.events();
-        let fetched = events_named(&events, "root_fetched");
-        ensure!(fetched.len() == 1, "root_fetched: {fetched:?}");
-        ensure!(fetched[0]["sha256"] == root_sha.as_str(), "{}", fetched[0]);
-        let mounted = events_named(&events, "root_mounted");
-        ensure!(
-            mounted[0]["device"]
-                .as_str()
-                .unwrap_or_default()
-                .starts_with("/dev/loop"),
-            "{}",
-            mounted[0]
-        );
-        let seed = events_named(&events, "seed_fetched");
-        let mac_dashed = MACS[i].replace(':', "-");
-        ensure!(
-            seed.len() == 1
-                && seed[0]["status"] == "found"
-                && seed[0]["url"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .ends_with(&format!("/seeds/{mac_dashed}/")),
-            "seed_fetched: {seed:?}"
-        );
-        let released = events_named(&events, "network_released");
-        ensure!(!released.is_empty(), "stage 1 kept its DHCP lease");
-        let found = events_named(&events, "config_found");
-        ensure!(
-            found.iter().any(|e| e["source"]
-                .as_str()
-                .unwrap_or_default()
-                .starts_with("nocloud-net:http://10.0.2.2:")),
-            "config_found: {found:?}"
-        );
-        // No STATE partition: stage 2 says so and goes on in RAM.
-        ensure!(
-            !events_named(&events, "state_unavailable").is_empty(),
-            "no state_unavailable event"
-        );
+        let fetched = check_node(&vm.events(), MACS[i], &root_sha)?;
         eprintln!(
             "{host}: ready {:.1}s after QEMU start, root {} MiB in {}s",
             ready_at[i],
-            fetched[0]["bytes"].as_u64().unwrap_or(0) >> 20,
-            fetched[0]["seconds"]
+            fetched["bytes"].as_u64().unwrap_or(0) >> 20,
+            fetched["seconds"]
         );
     }
     for vm in &mut vms {
@@ -306,23 +227,7 @@ fn pxe_boots_three_nodes_from_one_server() -> Result<()> {
     }
     server.stop();
     bad_server.stop();
-    let lines = log.lock().unwrap().clone();
-    for want in ["/boot.ipxe", "/vmlinuz", "/initrd", "/root.squashfs"] {
-        let n = lines
-            .iter()
-            .filter(|l| l.contains(&format!("GET {want} ")))
-            .count();
-        ensure!(n >= 3, "{want} requested {n} times, want ≥ 3: {lines:#?}");
-    }
-    for mac in MACS {
-        let path = format!("/seeds/{}/meta-data", mac.replace(':', "-"));
-        ensure!(
-            lines
-                .iter()
-                .any(|l| l.contains(&path) && l.contains(" 200 ")),
-            "no 200 for {path}: {lines:#?}"
-        );
-    }
+    check_server_log(&log.lock().unwrap(), MACS.len(), &MACS)?;
     let _ = std::fs::remove_dir_all(&work);
     Ok(())
 }

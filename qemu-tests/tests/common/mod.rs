@@ -1,7 +1,9 @@
 //! Pieces shared by the QEMU test files: the test node image (default spec + busybox +
 //! a busybox OCI archive), qcow2 overlays, event filtering and reading the STATE
-//! partition from the host with `debugfs`.
+//! partition from the host with `debugfs`; network-boot helpers in [`pxe`].
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+pub mod pxe;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
