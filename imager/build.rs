@@ -25,7 +25,10 @@ fn main() {
     let (x86_64, aarch64) = std::thread::scope(|s| {
         let arm = s.spawn(|| init_aarch64(&root));
         let x86 = init_x86_64(&root);
-        (x86, arm.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+        (
+            x86,
+            arm.join().unwrap_or_else(|e| std::panic::resume_unwind(e)),
+        )
     });
     for (name, init) in [("INIT_X86_64", x86_64), ("INIT_AARCH64", aarch64)] {
         match init {

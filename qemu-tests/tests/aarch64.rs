@@ -1,5 +1,5 @@
 //! aarch64 end to end, three boots side by side under `qemu-system-aarch64 -M virt -cpu
-//! cortex-a57` (TCG) with Debian's AAVMF firmware, both to `ready`:
+//! cortex-a57` (TCG) with Debian's AAVMF firmware, all to `ready`:
 //!
 //! - Disk: `kiln build --arch aarch64` (Debian arm64 packages, the aarch64 init kiln
 //!   carries); a NoCloud seed made by `cloud-localds` sets the hostname and a static
