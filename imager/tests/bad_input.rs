@@ -120,6 +120,19 @@ fn missing_spec_file() {
 }
 
 #[test]
+fn mbr_layout_on_a_disk_past_2_tib() {
+    let dir = case_dir("mbr-too-large");
+    let spec = write(
+        &dir,
+        "spec.toml",
+        "name = \"big\"\n[debian]\npackages = [\"ca-certificates\"]\n[disk]\nsize = \"3TiB\"\n",
+    );
+    let out = dir.join("out");
+    let cause = "--layout: disk.size 3072GiB is too large for layout mbr (MBR addresses at most 2 TiB); use layout gpt";
+    spec_build_fails(&spec, &out, &["--layout", "mbr"], cause);
+}
+
+#[test]
 fn output_path_not_writable() {
     let out = Path::new("/proc/kiln-test");
     assert_fails(
