@@ -67,25 +67,20 @@ pub struct Partition {
     pub node: PathBuf,
 }
 
-/// The disk signature of an MBR (bytes 440..444 of sector 0), or None for anything else
-/// (no boot signature, a GPT's protective MBR, unreadable).
+/// The whole disk holding partition `part` (kernel names): /sys/class/block/vda2 links to
+/// .../block/vda/vda2, so the parent folder is the disk's.
+pub fn parent_disk(sys_root: &Path, part: &str) -> io::Result<String> {
+    let parent = std::fs::canonicalize(sys_root.join("class/block").join(part).join(".."))?;
+    let name = parent.file_name().map(|n| n.to_string_lossy().into_owned());
+    name.ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no parent disk"))
+}
+
+/// The disk signature of the MBR on `disk`, or None for anything else (see
+/// `state::mbr::signature`) or when it cannot be read.
 fn mbr_signature(disk: &Path) -> Option<u32> {
-    use std::io::Read;
-    let mut sector = [0u8; 512];
-    std::fs::File::open(disk)
-        .ok()?
-        .read_exact(&mut sector)
-        .ok()?;
-    let protective = sector[446 + 4] == 0xEE;
-    if sector[510..512] != [0x55, 0xAA] || protective {
-        return None;
-    }
-    Some(u32::from_le_bytes([
-        sector[440],
-        sector[441],
-        sector[442],
-        sector[443],
-    ]))
+    let mut file = std::fs::File::open(disk).ok()?;
+    let sector0 = crate::state::mbr::read_sector0(&mut file).ok()?;
+    crate::state::mbr::signature(&sector0)
 }
 
 /// Kiln's name of an unnamed partition: its number on the MBR disk signed `mbr`.
@@ -98,9 +93,7 @@ fn mbr_name(
     disks: &mut HashMap<String, Option<u32>>,
 ) -> Option<String> {
     let name = *MBR_NAMES.get(usize::try_from(partn).ok()?.checked_sub(1)?)?;
-    // /sys/class/block/vda2 links to .../block/vda/vda2: the parent is the disk.
-    let parent = std::fs::canonicalize(sys_root.join("class/block").join(part).join("..")).ok()?;
-    let disk = parent.file_name()?.to_string_lossy().into_owned();
+    let disk = parent_disk(sys_root, part).ok()?;
     let sig = *disks
         .entry(disk)
         .or_insert_with_key(|d| mbr_signature(&dev_root.join(d)));

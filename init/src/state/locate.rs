@@ -55,19 +55,10 @@ pub fn locate(sys_root: &Path, dev_root: &Path, part: &str) -> Result<Located, S
         path: part_dir.join("partition"),
         text: number.to_string(),
     })?;
-    // /sys/class/block/vda4 links to .../block/vda/vda4: the parent is the disk.
-    let parent = part_dir.join("..");
-    let parent = std::fs::canonicalize(&parent).map_err(|source| StateError::Sysfs {
-        path: parent.clone(),
-        source,
+    let disk = crate::blockdev::parent_disk(sys_root, part).map_err(|source| {
+        let path = part_dir.join("..");
+        StateError::Sysfs { path, source }
     })?;
-    let disk = parent
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .ok_or_else(|| StateError::SysfsValue {
-            path: part_dir.clone(),
-            text: "no parent disk".into(),
-        })?;
     let disk_bytes = device_bytes(sys_root, &disk)?;
     let lbs_path = class.join(&disk).join("queue/logical_block_size");
     let sector_size = if lbs_path.exists() {

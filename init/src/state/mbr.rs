@@ -39,6 +39,13 @@ pub fn entries(sector0: &[u8; 512]) -> Option<Vec<Entry>> {
     Some(used)
 }
 
+/// The disk signature (bytes 440..444) of a plain MBR; None like [`entries`].
+pub fn signature(sector0: &[u8; 512]) -> Option<u32> {
+    entries(sector0)?;
+    let sig = [sector0[440], sector0[441], sector0[442], sector0[443]];
+    Some(u32::from_le_bytes(sig))
+}
+
 /// Reads sector 0 of `disk`.
 pub fn read_sector0(disk: &mut dyn DiskIo) -> io::Result<[u8; 512]> {
     let mut s = [0u8; 512];
@@ -140,6 +147,10 @@ mod tests {
         gpt[510] = 0x55;
         gpt[511] = 0xAA;
         assert_eq!(entries(&gpt), None);
+        assert_eq!(signature(&gpt), None);
+        let mut signed = s;
+        signed[440..444].copy_from_slice(&[0x66, 0xf5, 0x4d, 0x30]);
+        assert_eq!(signature(&signed), Some(0x304df566));
         assert_eq!(entries(&[0u8; 512]), None);
     }
 
