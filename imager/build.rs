@@ -140,6 +140,29 @@ fn build_init(
     let target_dir = root.join(dir);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
+    // What cargo sets for this build script only. The nested cargo checks its crates'
+    // `rerun-if-env-changed` against its own environment: an inherited OUT_DIR (different
+    // for `cargo clippy` and `cargo build`) made it rebuild ring and all above it each time.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        let ours = ["CARGO_CFG_", "CARGO_PKG_", "CARGO_MANIFEST_", "DEP_"]
+            .iter()
+            .any(|p| key.starts_with(p))
+            || [
+                "OUT_DIR",
+                "TARGET",
+                "HOST",
+                "NUM_JOBS",
+                "OPT_LEVEL",
+                "DEBUG",
+                "PROFILE",
+                "RUSTC_LINKER",
+            ]
+            .contains(&key.as_ref());
+        if ours {
+            cmd.env_remove(key.as_ref());
+        }
+    }
     cmd.current_dir(root)
         .args(["build", "--release", "-p", "kiln-init", "--target", triple])
         .arg("--target-dir")
