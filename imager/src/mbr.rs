@@ -121,6 +121,9 @@ mod tests {
             }
         }
         assert!(b[446 + 64..510].iter().all(|x| *x == 0));
+        // init names an MBR disk's partitions by number: the same order as the plan.
+        let names: Vec<&str> = plan.partitions.iter().map(|p| p.name).collect();
+        assert_eq!(names, kiln_init::blockdev::MBR_NAMES);
     }
 
     #[test]

@@ -26,9 +26,13 @@ pub enum FirstbootError {
 }
 
 /// Mounts STATE on /var (falling back to tmpfs); returns whether /var is persistent.
-pub fn mount_state(reporter: &mut Reporter) -> bool {
+/// `mbr_disk`: `kiln.mbr=` from the kernel command line.
+pub fn mount_state(reporter: &mut Reporter, mbr_disk: Option<u32>) -> bool {
     let mut events = Vec::new();
-    let mut host = state::SysHost::default();
+    let mut host = state::SysHost {
+        mbr_disk,
+        ..state::SysHost::default()
+    };
     let outcome = state::prepare(&mut host.env(&mut |e: &Event| events.push(e.clone())));
     let persistent = match outcome {
         Ok(_) => true,

@@ -64,9 +64,11 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage2Error> {
     table.extend(mounts::stage2_mounts());
     let applied = mounts::apply(&mut SysMounter, &table).map_err(Stage2Error::Mounts)?;
 
-    // Stage 1 already validated the command line; here it only controls verbosity.
+    // Stage 1 already validated the command line; here it controls verbosity and names
+    // the MBR disk, if any.
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-    reporter.set_debug(cmdline::parse(&cmdline).is_ok_and(|a| a.debug));
+    let args = cmdline::parse(&cmdline).unwrap_or_default();
+    reporter.set_debug(args.debug);
     reporter.open_port();
     reporter.info("stage 2");
     reporter.event(&events::stage2());
@@ -77,7 +79,7 @@ pub fn run(reporter: &mut Reporter) -> Result<Infallible, Stage2Error> {
     if ensure_hostname(Path::new("/proc"), DEFAULT_HOSTNAME)? {
         reporter.info(&format!("hostname set to {DEFAULT_HOSTNAME}"));
     }
-    let persistent = firstboot::mount_state(reporter);
+    let persistent = firstboot::mount_state(reporter, args.mbr_disk);
     // Parsed, validated, persisted and applied before any service starts; a broken config
     // is fatal here (config_error, then maintenance) and nothing of it was applied.
     let cfg = firstboot::configure(reporter, &cmdline, persistent).map_err(Stage2Error::Config)?;

@@ -96,6 +96,8 @@ pub struct Env<'a> {
 /// The real host; `env` lends it out for one call.
 #[derive(Debug, Default)]
 pub struct SysHost {
+    /// `kiln.mbr=` from the kernel command line (see [`Env::mbr_disk`]).
+    pub mbr_disk: Option<u32>,
     pub disks: host::SysDisks,
     pub runner: host::SysRunner,
     pub kernel: host::SysKernel,
@@ -108,10 +110,7 @@ impl SysHost {
             sys_root: "/sys".into(),
             dev_root: "/dev".into(),
             root_dir: "/".into(),
-            mbr_disk: std::fs::read_to_string("/proc/cmdline")
-                .ok()
-                .and_then(|c| crate::cmdline::parse(&c).ok())
-                .and_then(|a| a.mbr_disk),
+            mbr_disk: self.mbr_disk,
             disks: &mut self.disks,
             runner: &mut self.runner,
             kernel: &mut self.kernel,
